@@ -1,0 +1,279 @@
+// hwsync/mutex.hpp — hwsync::mutex and hwsync::timed_mutex.
+//
+// Contract
+//   Drop-in for std::mutex / std::timed_mutex: Lockable and TimedLockable,
+//   so std::lock_guard, std::unique_lock and std::scoped_lock (deadlock-
+//   avoiding over several) work unchanged.
+//   Size          4 bytes: one futex word (8 with HWSYNC_DEBUG_CHECKS, which
+//                 adds the owner's thread id). constexpr-constructible,
+//                 so a namespace-scope mutex needs no dynamic initialization.
+//   Fast paths    lock(): one inline CAS 0 -> LOCKED. unlock(): one atomic
+//                 fetch_sub; the kernel is entered only if a waiter parked.
+//   Ordering      lock() acquires, unlock() releases: everything written
+//                 before an unlock() is visible after the next lock().
+//   Blocking      Contended threads spin briefly (hwsync/spin.hpp: a bounded
+//                 budget, one spinner per spare core), then park on the word
+//                 with futex(2). Waiters never busy-wait without bound.
+//   Fairness      Barging: a running thread may take a lock that a woken
+//                 waiter was about to take (throughput). Eventual fairness:
+//                 a waiter that has waited longer than its bound (0.5 ms plus
+//                 a random 0..1 ms per wait, so about 1 ms) switches the
+//                 mutex to hand-off mode, in which unlock() reserves the lock
+//                 for the parked waiters and no newcomer may take it. The
+//                 mode ends when a waiter that waited less than its bound, or
+//                 the last waiter, takes the lock. No thread starves.
+//   Timeouts      try_lock_for/try_lock_until: steady_clock deadlines wait on
+//                 CLOCK_MONOTONIC, system_clock ones on CLOCK_REALTIME (a
+//                 clock step moves the wake-up), any other clock is waited in
+//                 steady_clock slices re-reading that clock.
+//   Misuse        Unlock by a non-owner, relock by the holder, destroying a
+//                 held mutex: undefined (as std) in release builds; an abort
+//                 naming the mutex and the threads with HWSYNC_DEBUG_CHECKS.
+//   Tools         ThreadSanitizer sees a mutex (lock-order inversions and
+//                 races naming it); Clang's -Wthread-safety sees a capability.
+//
+// The lock word (32 bits)
+//   bit 0      LOCKED    a thread holds the mutex
+//   bit 1      WOKEN     a waiter is awake (woken, or spinning) and will look
+//                        at the word again: unlock() need not wake another
+//   bit 2      HANDOFF   hand-off mode: a free mutex is reserved for waiters
+//   bits 3-31  WAITERS   threads registered to park (asleep or about to be)
+//
+//   state                         meaning                     next unlock()
+//   0                             free, nobody waiting        (n/a)
+//   LOCKED                        held, uncontended           fetch_sub only
+//   LOCKED | W*n                  held, n parked              wakes one, sets WOKEN
+//   LOCKED | WOKEN | W*n          held, a waiter is awake     no wake-up
+//   W*n (+WOKEN)                  free, waiters about to run  (anyone may take)
+//   LOCKED | HANDOFF | W*n        held, a waiter starves      wakes one waiter
+//   HANDOFF | W*n                 free, reserved for waiters  (only a waiter may take)
+//
+//   Invariants: WOKEN set implies some waiter will re-read the word; HANDOFF
+//   set implies WAITERS > 0; a thread parks only while LOCKED or HANDOFF is
+//   set, so a free, unreserved mutex never has a sleeper nobody will wake.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <type_traits>
+
+#include "hwsync/config.hpp"
+#include "hwsync/debug_checks.hpp"
+#include "hwsync/futex.hpp"
+#include "hwsync/sanitizer.hpp"
+#include "hwsync/thread_annotations.hpp"
+
+namespace hwsync {
+
+namespace detail {
+
+// The lock word and its algorithm, shared by mutex and timed_mutex (and by
+// later primitives that need a plain futex lock). No checks, no annotations.
+class mutex_word {
+ public:
+  static constexpr std::uint32_t locked = 1u << 0;
+  static constexpr std::uint32_t woken = 1u << 1;
+  static constexpr std::uint32_t handoff = 1u << 2;
+  static constexpr std::uint32_t one_waiter = 1u << 3;
+
+  constexpr mutex_word() noexcept = default;
+
+  void lock() noexcept {
+    std::uint32_t expected = 0;
+    if (!word_.compare_exchange_strong(expected, locked, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) [[unlikely]]
+      lock_contended(futex::deadline::never());
+  }
+
+  bool try_lock() noexcept {
+    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    while ((s & (locked | handoff)) == 0) {
+      if (word_.compare_exchange_weak(s, s | locked, std::memory_order_acquire,
+                                      std::memory_order_relaxed))
+        return true;
+    }
+    return false;
+  }
+
+  bool lock_until(const futex::deadline& d) noexcept {
+    std::uint32_t expected = 0;
+    if (word_.compare_exchange_strong(expected, locked, std::memory_order_acquire,
+                                      std::memory_order_relaxed))
+      return true;
+    return lock_contended(d);
+  }
+
+  void unlock() noexcept {
+    const std::uint32_t before = word_.fetch_sub(locked, std::memory_order_release);
+    if (before != locked) [[unlikely]]
+      unlock_contended(before - locked);
+  }
+
+  bool is_locked() const noexcept { return (word_.load(std::memory_order_relaxed) & locked) != 0; }
+  std::uint32_t raw() const noexcept { return word_.load(std::memory_order_relaxed); }
+
+ private:
+  bool lock_contended(const futex::deadline& d) noexcept;
+  void unlock_contended(std::uint32_t state) noexcept;
+
+  futex::word word_{0};
+};
+
+// Owner tracking for HWSYNC_DEBUG_CHECKS builds; empty otherwise.
+class owner_check {
+ public:
+  void before_lock(const char* type, const void* m) const noexcept {
+    if constexpr (debug::checks_enabled) {
+      if (owner_.load(std::memory_order_relaxed) == debug::this_thread_id())
+        debug::misuse(type, m, "lock() by the thread that already holds it (would deadlock)");
+    }
+  }
+  void locked_by_me() noexcept {
+    if constexpr (debug::checks_enabled) owner_.store(debug::this_thread_id(), std::memory_order_relaxed);
+  }
+  void before_unlock(const char* type, const void* m) noexcept {
+    if constexpr (debug::checks_enabled) {
+      const pid_t holder = owner_.load(std::memory_order_relaxed);
+      if (holder != debug::this_thread_id()) {
+        if (holder == 0) debug::misuse(type, m, "unlock() of a mutex that is not locked");
+        debug::misuse(type, m, "unlock() by a thread that does not hold it; held by", holder);
+      }
+      owner_.store(0, std::memory_order_relaxed);
+    }
+  }
+  void on_destroy(const char* type, const void* m, const mutex_word& w) const noexcept {
+    if constexpr (debug::checks_enabled) {
+      if (w.is_locked())
+        debug::misuse(type, m, "destroyed while locked; held by", owner_.load(std::memory_order_relaxed));
+    }
+  }
+
+ private:
+  struct none {
+    constexpr none() noexcept = default;
+    pid_t load(std::memory_order) const noexcept { return 0; }
+    void store(pid_t, std::memory_order) noexcept {}
+  };
+  [[no_unique_address]] std::conditional_t<debug::checks_enabled, std::atomic<pid_t>, none> owner_{};
+};
+
+}  // namespace detail
+
+class HWSYNC_CAPABILITY("mutex") mutex {
+ public:
+  constexpr mutex() noexcept = default;
+  mutex(const mutex&) = delete;
+  mutex& operator=(const mutex&) = delete;
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
+  ~mutex() {
+    owner_.on_destroy(type_name, this, word_);
+    tsan::mutex_destroy(this, 0);
+  }
+#endif
+
+  void lock() HWSYNC_ACQUIRE() {
+    owner_.before_lock(type_name, this);
+    tsan::pre_lock(this, 0);
+    word_.lock();
+    tsan::post_lock(this, 0, 0);
+    owner_.locked_by_me();
+  }
+
+  bool try_lock() HWSYNC_TRY_ACQUIRE(true) {
+    owner_.before_lock(type_name, this);
+    tsan::pre_lock(this, tsan::flag::try_lock);
+    const bool ok = word_.try_lock();
+    tsan::post_lock(this, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
+    if (ok) owner_.locked_by_me();
+    return ok;
+  }
+
+  void unlock() HWSYNC_RELEASE() {
+    owner_.before_unlock(type_name, this);
+    tsan::pre_unlock(this, 0);
+    word_.unlock();
+    tsan::post_unlock(this, 0);
+  }
+
+ private:
+  static constexpr const char* type_name = "hwsync::mutex";
+  detail::mutex_word word_;
+  [[no_unique_address]] detail::owner_check owner_;
+};
+
+class HWSYNC_CAPABILITY("mutex") timed_mutex {
+ public:
+  constexpr timed_mutex() noexcept = default;
+  timed_mutex(const timed_mutex&) = delete;
+  timed_mutex& operator=(const timed_mutex&) = delete;
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
+  ~timed_mutex() {
+    owner_.on_destroy(type_name, this, word_);
+    tsan::mutex_destroy(this, 0);
+  }
+#endif
+
+  void lock() HWSYNC_ACQUIRE() {
+    owner_.before_lock(type_name, this);
+    tsan::pre_lock(this, 0);
+    word_.lock();
+    tsan::post_lock(this, 0, 0);
+    owner_.locked_by_me();
+  }
+
+  bool try_lock() HWSYNC_TRY_ACQUIRE(true) { return lock_until(futex::deadline::never(), true); }
+
+  void unlock() HWSYNC_RELEASE() {
+    owner_.before_unlock(type_name, this);
+    tsan::pre_unlock(this, 0);
+    word_.unlock();
+    tsan::post_unlock(this, 0);
+  }
+
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& rel) HWSYNC_TRY_ACQUIRE(true) {
+    return try_lock_until(std::chrono::steady_clock::now() +
+                          std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+  }
+
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& abs) HWSYNC_TRY_ACQUIRE(true) {
+    using namespace std::chrono;
+    if constexpr (std::is_same_v<Clock, steady_clock> || std::is_same_v<Clock, system_clock>) {
+      return lock_until(futex::deadline::at(time_point_cast<typename Clock::duration>(abs)), false);
+    } else {
+      // A clock the kernel cannot wait on: wait in steady_clock slices and
+      // re-read the user's clock, which may run at another rate or jump.
+      for (;;) {
+        const auto now = Clock::now();
+        if (now >= abs) return lock_until(futex::deadline::never(), true);
+        const auto slice = ceil<steady_clock::duration>(abs - now);
+        if (lock_until(futex::deadline::at(steady_clock::now() + slice), false)) return true;
+      }
+    }
+  }
+
+ private:
+  static constexpr const char* type_name = "hwsync::timed_mutex";
+
+  // try_only: a single attempt (try_lock, or an expired deadline).
+  bool lock_until(const futex::deadline& d, bool try_only) HWSYNC_NO_THREAD_SAFETY_ANALYSIS {
+    owner_.before_lock(type_name, this);
+    tsan::pre_lock(this, tsan::flag::try_lock);
+    const bool ok = try_only ? word_.try_lock() : word_.lock_until(d);
+    tsan::post_lock(this, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
+    if (ok) owner_.locked_by_me();
+    return ok;
+  }
+
+  detail::mutex_word word_;
+  [[no_unique_address]] detail::owner_check owner_;
+};
+
+#if !HWSYNC_DEBUG_CHECKS
+static_assert(sizeof(mutex) == 4, "hwsync::mutex is one futex word");
+static_assert(sizeof(timed_mutex) == 4, "hwsync::timed_mutex is one futex word");
+#endif
+
+}  // namespace hwsync

@@ -1,0 +1,140 @@
+// The contended paths of hwsync::detail::mutex_word. The state table and the
+// invariants these functions keep are in hwsync/mutex.hpp.
+#include "hwsync/mutex.hpp"
+
+#include <chrono>
+
+#include "hwsync/cycle_clock.hpp"
+#include "hwsync/spin.hpp"
+
+namespace hwsync::detail {
+namespace {
+
+constexpr std::uint32_t locked = mutex_word::locked;
+constexpr std::uint32_t woken = mutex_word::woken;
+constexpr std::uint32_t handoff = mutex_word::handoff;
+constexpr std::uint32_t one_waiter = mutex_word::one_waiter;
+
+constexpr std::uint32_t waiters(std::uint32_t s) noexcept { return s / one_waiter; }
+
+// How long one wait may last before the waiter asks for hand-off: 0.5 ms
+// plus a per-wait random 0..1 ms, so that threads that began waiting
+// together do not all turn to hand-off at once (WebKit's and parking_lot's
+// randomized fairness timeout).
+cycle_clock::ticks fairness_bound() noexcept {
+  static const cycle_clock::ticks half_ms =
+      cycle_clock::estimated_from_duration(std::chrono::microseconds(500));
+  thread_local std::uint64_t rng = cycle_clock::now() | 1;
+  rng ^= rng << 13;  // xorshift64
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return half_ms + (rng % (2 * half_ms));
+}
+
+}  // namespace
+
+// A thread arrives here after its fast-path CAS failed. It spins while that
+// can help, then registers as a waiter and parks; after each wake-up it spins
+// and tries again. `registered`: counted in WAITERS. `spinner_woken`: this
+// thread set WOKEN while spinning and must clear it when it stops spinning.
+bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
+  const cycle_clock::ticks arrived = cycle_clock::now();
+  const cycle_clock::ticks bound = fairness_bound();
+  bool registered = false;
+  bool spinner_woken = false;
+
+  // Whether this thread may take the lock in state s.
+  auto can_take = [&](std::uint32_t s) {
+    return (s & locked) == 0 && ((s & handoff) == 0 || registered);
+  };
+  // The state after this thread takes the lock from state s.
+  auto taken = [&](std::uint32_t s) {
+    std::uint32_t n = s | locked;
+    if (registered) n -= one_waiter;
+    if (registered || spinner_woken) n &= ~woken;
+    // Leave hand-off mode once nobody is left, or once the lock reached a
+    // waiter that has not waited past its bound: nobody is starving now.
+    if ((n & handoff) && (waiters(n) == 0 || cycle_clock::now() - arrived < bound)) n &= ~handoff;
+    return n;
+  };
+  // Timed out: take the lock if that is possible now, else deregister.
+  auto give_up = [&]() {
+    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (can_take(s)) {
+        if (word_.compare_exchange_weak(s, taken(s), std::memory_order_acquire, std::memory_order_relaxed))
+          return true;
+        continue;
+      }
+      if (!registered && !spinner_woken) return false;
+      std::uint32_t n = s & ~woken;
+      if (registered) n -= one_waiter;
+      if (waiters(n) == 0) n &= ~handoff;
+      if (word_.compare_exchange_weak(s, n, std::memory_order_relaxed)) return false;
+    }
+  };
+
+  for (;;) {
+    // Spin: take the lock the moment it is free, or give up when the spin
+    // policy says parking is cheaper. The spinner (and its slot) ends with
+    // this block, before the thread parks.
+    {
+      spinner spin;
+      std::uint32_t s = word_.load(std::memory_order_relaxed);
+      for (;;) {
+        if (can_take(s)) {
+          if (word_.compare_exchange_weak(s, taken(s), std::memory_order_acquire,
+                                          std::memory_order_relaxed))
+            return true;
+          continue;
+        }
+        if (s & handoff) break;  // the lock goes to a parked waiter: spinning cannot win it
+        if (!spinner_woken && (s & woken) == 0 && waiters(s) != 0) {
+          // Tell unlock() a waiter is awake, so it skips a futex wake.
+          if (!word_.compare_exchange_weak(s, s | woken, std::memory_order_relaxed)) continue;
+          spinner_woken = true;
+          s |= woken;
+        }
+        if (!spin.spin()) break;
+        s = word_.load(std::memory_order_relaxed);
+      }
+    }
+
+    if (!d.is_never() && d.passed()) return give_up();
+
+    // Park: register (once), clear WOKEN (this thread stops looking), and ask
+    // for hand-off if this wait has outlasted its bound.
+    std::uint32_t s = word_.load(std::memory_order_relaxed);
+    std::uint32_t parked_state = 0;
+    for (;;) {
+      if (can_take(s)) break;
+      parked_state = s & ~woken;
+      if (!registered) parked_state += one_waiter;
+      if (registered && cycle_clock::now() - arrived >= bound) parked_state |= handoff;
+      if (word_.compare_exchange_weak(s, parked_state, std::memory_order_relaxed)) break;
+    }
+    if (can_take(s)) continue;
+    registered = true;
+    spinner_woken = false;
+    if (futex::wait_until(word_, parked_state, d) == futex::wait_result::timed_out) return give_up();
+  }
+}
+
+// `state` is the word right after unlock()'s fetch_sub: LOCKED is clear, and
+// something else is set.
+void mutex_word::unlock_contended(std::uint32_t state) noexcept {
+  if (state & handoff) {
+    // The free lock is reserved for waiters: wake one to take it.
+    futex::wake_one(word_);
+    return;
+  }
+  for (;;) {
+    if (waiters(state) == 0 || (state & (locked | woken)) != 0) return;
+    if (word_.compare_exchange_weak(state, state | woken, std::memory_order_relaxed)) {
+      futex::wake_one(word_);
+      return;
+    }
+  }
+}
+
+}  // namespace hwsync::detail

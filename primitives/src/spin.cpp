@@ -1,0 +1,79 @@
+#include "hwsync/spin.hpp"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+
+namespace hwsync {
+namespace {
+
+// Threads currently holding a spinner slot, process-wide.
+std::atomic<unsigned> g_spinning{0};
+
+unsigned online_cpus() noexcept {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return static_cast<unsigned>(CPU_COUNT(&set));
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<unsigned>(n) : 1u;
+}
+
+}  // namespace
+
+unsigned spinner_slots() noexcept {
+  static const unsigned slots = [] {
+    unsigned cpus = online_cpus();
+    return cpus > 1 ? cpus - 1 : 0u;
+  }();
+  return slots;
+}
+
+spin_policy spin_policy::standard() noexcept {
+  static const cycle_clock::ticks budget =
+      cycle_clock::estimated_from_duration(std::chrono::microseconds(4));
+  return {budget, 64};
+}
+
+bool spinner::first_step() noexcept {
+  if (policy_.budget == 0) return false;
+  unsigned seen = g_spinning.load(std::memory_order_relaxed);
+  const unsigned slots = spinner_slots();
+  while (seen < slots) {
+    if (g_spinning.compare_exchange_weak(seen, seen + 1, std::memory_order_relaxed)) {
+      has_slot_ = true;
+      until_ = cycle_clock::now() + policy_.budget;
+      return true;
+    }
+  }
+  // Every other core already has a spinner: give this CPU to whoever holds
+  // the lock, then park.
+  sched_yield();
+  return false;
+}
+
+bool spinner::spin() noexcept {
+  if (done_) return false;
+  if (steps_ == 0 && !first_step()) {
+    done_ = true;
+    return false;
+  }
+  if (cycle_clock::now() >= until_) {
+    release_slot();
+    done_ = true;
+    return false;
+  }
+  for (std::uint32_t i = 0; i < batch_; ++i) cpu_relax();
+  if (batch_ < policy_.max_pause_batch) batch_ *= 2;
+  ++steps_;
+  return true;
+}
+
+void spinner::release_slot() noexcept {
+  if (has_slot_) {
+    g_spinning.fetch_sub(1, std::memory_order_relaxed);
+    has_slot_ = false;
+  }
+}
+
+}  // namespace hwsync
