@@ -10,12 +10,7 @@
 namespace hwsync::detail {
 namespace {
 
-constexpr std::uint32_t locked = mutex_word::locked;
-constexpr std::uint32_t woken = mutex_word::woken;
-constexpr std::uint32_t handoff = mutex_word::handoff;
-constexpr std::uint32_t one_waiter = mutex_word::one_waiter;
-
-constexpr std::uint32_t waiters(std::uint32_t s) noexcept { return s / one_waiter; }
+constexpr std::uint32_t waiters(std::uint32_t s) noexcept { return s / mutex_word::one_waiter; }
 
 // How long one wait may last before the waiter asks for hand-off: 0.5 ms
 // plus a per-wait random 0..1 ms, so that threads that began waiting

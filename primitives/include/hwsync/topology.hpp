@@ -35,8 +35,8 @@
 //                affinity with sched_setaffinity and reads it back with
 //                sched_getaffinity: success means the kernel holds exactly
 //                those CPUs and the thread already runs on one of them
-//                (affinity changes migrate before returning). Any failure
-//                leaves the affinity as it was. On a topology that is not
+//                (affinity changes migrate before returning). A failure
+//                puts back the affinity it found. On a topology that is not
 //                this machine (is_synthetic()), where hwloc's own binding
 //                calls return success and do nothing, pinning returns
 //                std::errc::operation_not_supported. Memory placement is not
@@ -66,7 +66,7 @@ class topology {
 
   struct cache_info {
     unsigned level;             // 1 for L1
-    cache_kind kind;
+    cache_kind kind;            // L1d and L1i are two caches of level 1
     std::size_t size_bytes;     // 0 where the machine does not say
     std::size_t line_bytes;     // 0 where the machine does not say
     std::vector<unsigned> pus;  // the PUs that share it, ascending

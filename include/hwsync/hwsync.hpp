@@ -1,0 +1,9 @@
+// hwsync/hwsync.hpp — every hwsync header except the network clients.
+// Belongs to the umbrella target hwsync::hwsync, which links all components.
+#pragma once
+
+#include "hwsync/cycle_clock.hpp"
+#include "hwsync/futex.hpp"
+#include "hwsync/mutex.hpp"
+#include "hwsync/spin.hpp"
+#include "hwsync/topology.hpp"
