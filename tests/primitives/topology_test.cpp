@@ -171,9 +171,9 @@ TEST(SystemTopology, PinningToEachAllowedPuMovesTheThreadThere) {
 TEST(SystemTopology, PinningToANodeBindsToAllItsPus) {
   const topology& t = topology::system();
   if (t.is_synthetic()) GTEST_SKIP() << "not this machine";
-  on_helper_thread([&t] {
+  unsigned pinned = 0;
+  on_helper_thread([&t, &pinned] {
     const cpu_set_t original = affinity();
-    unsigned pinned = 0;
     for (unsigned n = 0; n < t.numa_nodes(); ++n) {
       std::vector<unsigned> os;
       for (unsigned pu : t.pus_of_node(n)) os.push_back(t.pu_os_index(pu));
@@ -189,9 +189,11 @@ TEST(SystemTopology, PinningToANodeBindsToAllItsPus) {
       EXPECT_EQ(t.current_node(), static_cast<int>(n));
       ++pinned;
     }
-    EXPECT_GE(pinned, 1u);
     ASSERT_EQ(sched_setaffinity(0, sizeof original, &original), 0);
   });
+  // Under taskset a node may straddle the allowed CPUs; widening past what
+  // the runner chose is not this test's business.
+  if (pinned == 0) GTEST_SKIP() << "no NUMA node lies wholly inside this process's CPU affinity";
 }
 
 // ------------------------------------------------------------ synthetic ones
