@@ -22,7 +22,8 @@ namespace {
 std::uint64_t raw_ns() noexcept {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 bool cpu_has_invariant_tsc() noexcept {

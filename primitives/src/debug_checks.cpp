@@ -31,7 +31,8 @@ void misuse(const char* primitive, const void* address, const char* what) noexce
   std::abort();
 }
 
-void misuse(const char* primitive, const void* address, const char* what, pid_t other_thread) noexcept {
+void misuse(const char* primitive, const void* address, const char* what,
+            pid_t other_thread) noexcept {
   print_prefix(primitive, address);
   std::fprintf(stderr, "%s (thread %d)\n", what, static_cast<int>(other_thread));
   std::fflush(stderr);

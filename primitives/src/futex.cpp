@@ -33,8 +33,10 @@ std::uint32_t* addr(const word& w) noexcept {
 }
 
 [[noreturn]] void fail(const char* call, const void* w, int err) noexcept {
-  std::fprintf(stderr, "hwsync::futex: %s on word %p failed: %s (errno %d); expected success, "
-               "EAGAIN, EINTR or ETIMEDOUT\n", call, w, std::strerror(err), err);
+  std::fprintf(stderr,
+               "hwsync::futex: %s on word %p failed: %s (errno %d); expected success, "
+               "EAGAIN, EINTR or ETIMEDOUT\n",
+               call, w, std::strerror(err), err);
   std::abort();
 }
 
@@ -46,10 +48,14 @@ long sys_futex(const word& w, int op, std::uint32_t val, const timespec* ts, con
 wait_result classify_wait(long rc, const char* call, const word& w) noexcept {
   if (rc == 0) return wait_result::woken;
   switch (errno) {
-    case EAGAIN: return wait_result::value_changed;
-    case ETIMEDOUT: return wait_result::timed_out;
-    case EINTR: return wait_result::woken;  // a signal: the caller re-checks
-    default: fail(call, &w, errno);
+    case EAGAIN:
+      return wait_result::value_changed;
+    case ETIMEDOUT:
+      return wait_result::timed_out;
+    case EINTR:
+      return wait_result::woken;  // a signal: the caller re-checks
+    default:
+      fail(call, &w, errno);
   }
 }
 
@@ -68,13 +74,15 @@ std::int64_t clock_ns(clockid_t id) noexcept {
 
 deadline deadline::at(std::chrono::steady_clock::time_point tp) noexcept {
   // libstdc++'s steady_clock is CLOCK_MONOTONIC, the futex's default clock.
-  return deadline{kind::monotonic,
-                  std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count()};
+  return deadline{
+      kind::monotonic,
+      std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count()};
 }
 
 deadline deadline::at(std::chrono::system_clock::time_point tp) noexcept {
-  return deadline{kind::realtime,
-                  std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count()};
+  return deadline{
+      kind::realtime,
+      std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count()};
 }
 
 deadline deadline::after(std::chrono::nanoseconds d) noexcept {
@@ -83,9 +91,12 @@ deadline deadline::after(std::chrono::nanoseconds d) noexcept {
 
 bool deadline::passed() const noexcept {
   switch (kind_) {
-    case kind::never: return false;
-    case kind::monotonic: return clock_ns(CLOCK_MONOTONIC) >= ns_;
-    case kind::realtime: return clock_ns(CLOCK_REALTIME) >= ns_;
+    case kind::never:
+      return false;
+    case kind::monotonic:
+      return clock_ns(CLOCK_MONOTONIC) >= ns_;
+    case kind::realtime:
+      return clock_ns(CLOCK_REALTIME) >= ns_;
   }
   return false;
 }
@@ -95,7 +106,8 @@ wait_result wait(const word& w, std::uint32_t expected) noexcept {
   return classify_wait(rc, "FUTEX_WAIT", w);
 }
 
-wait_result wait_for(const word& w, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept {
+wait_result wait_for(const word& w, std::uint32_t expected,
+                     std::chrono::nanoseconds timeout) noexcept {
   const timespec ts = to_timespec(timeout.count());
   long rc = sys_futex(w, FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
   return classify_wait(rc, "FUTEX_WAIT (relative)", w);
@@ -110,12 +122,15 @@ wait_result wait_until(const word& w, std::uint32_t expected, const deadline& d)
 }
 
 int wake(const word& w, int count) noexcept {
-  long rc = sys_futex(w, FUTEX_WAKE_PRIVATE, static_cast<std::uint32_t>(count), nullptr, nullptr, 0);
+  long rc =
+      sys_futex(w, FUTEX_WAKE_PRIVATE, static_cast<std::uint32_t>(count), nullptr, nullptr, 0);
   if (rc < 0) fail("FUTEX_WAKE", &w, errno);
   return static_cast<int>(rc);
 }
 
-int wake_all(const word& w) noexcept { return wake(w, INT32_MAX); }
+int wake_all(const word& w) noexcept {
+  return wake(w, INT32_MAX);
+}
 
 int cmp_requeue(const word& from, const word& to, std::uint32_t expected, int wake_count,
                 int requeue_count) noexcept {

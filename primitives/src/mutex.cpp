@@ -10,7 +10,9 @@
 namespace hwsync::detail {
 namespace {
 
-constexpr std::uint32_t waiters(std::uint32_t s) noexcept { return s / mutex_word::one_waiter; }
+constexpr std::uint32_t waiters(std::uint32_t s) noexcept {
+  return s / mutex_word::one_waiter;
+}
 
 // How long one wait may last before the waiter asks for hand-off: 0.5 ms
 // plus a per-wait random 0..1 ms, so that threads that began waiting
@@ -33,6 +35,14 @@ cycle_clock::ticks fairness_bound() noexcept {
 // and tries again. `registered`: counted in WAITERS. `spinner_woken`: this
 // thread set WOKEN while spinning and must clear it when it stops spinning.
 bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
+  // The fast path's CAS fails whenever any bit is set, including a free lock
+  // with registered waiters: barge for it before paying for the clock read
+  // and the spinner below.
+  for (std::uint32_t s = word_.load(std::memory_order_relaxed); (s & (locked | handoff)) == 0;) {
+    if (word_.compare_exchange_weak(s, s | locked, std::memory_order_acquire,
+                                    std::memory_order_relaxed))
+      return true;
+  }
   const cycle_clock::ticks arrived = cycle_clock::now();
   const cycle_clock::ticks bound = fairness_bound();
   bool registered = false;
@@ -57,7 +67,8 @@ bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
     std::uint32_t s = word_.load(std::memory_order_relaxed);
     for (;;) {
       if (can_take(s)) {
-        if (word_.compare_exchange_weak(s, taken(s), std::memory_order_acquire, std::memory_order_relaxed))
+        if (word_.compare_exchange_weak(s, taken(s), std::memory_order_acquire,
+                                        std::memory_order_relaxed))
           return true;
         continue;
       }
@@ -111,7 +122,8 @@ bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
     if (can_take(s)) continue;
     registered = true;
     spinner_woken = false;
-    if (futex::wait_until(word_, parked_state, d) == futex::wait_result::timed_out) return give_up();
+    if (futex::wait_until(word_, parked_state, d) == futex::wait_result::timed_out)
+      return give_up();
   }
 }
 

@@ -25,7 +25,8 @@ TYPED_TEST_SUITE(MutexTest, MutexTypes);
 
 TYPED_TEST(MutexTest, IsConstexprConstructibleAndOneWord) {
   static_assert(std::is_nothrow_default_constructible_v<TypeParam>);
-  static_assert(!std::is_copy_constructible_v<TypeParam> && !std::is_move_constructible_v<TypeParam>);
+  static_assert(!std::is_copy_constructible_v<TypeParam> &&
+                !std::is_move_constructible_v<TypeParam>);
   if constexpr (!hwsync::debug::checks_enabled) {
     static_assert(sizeof(TypeParam) == 4);
   }
@@ -257,12 +258,12 @@ TEST_P(MutexMisuse, AbortsWithAMessage) {
 
 INSTANTIATE_TEST_SUITE_P(
     DebugChecks, MutexMisuse,
-    ::testing::Values(
-        misuse_case{"unlock_by_non_owner", "hwsync::mutex at 0x"},
-        misuse_case{"unlock_by_non_owner", "unlock() by a thread that does not hold it"},
-        misuse_case{"unlock_unlocked", "unlock() of a mutex that is not locked"},
-        misuse_case{"relock_by_holder", "lock() by the thread that already holds it"},
-        misuse_case{"destroy_held", "destroyed while locked"},
-        misuse_case{"timed_unlock_by_non_owner", "hwsync::timed_mutex at 0x"}));
+    ::testing::Values(misuse_case{"unlock_by_non_owner", "hwsync::mutex at 0x"},
+                      misuse_case{"unlock_by_non_owner",
+                                  "unlock() by a thread that does not hold it"},
+                      misuse_case{"unlock_unlocked", "unlock() of a mutex that is not locked"},
+                      misuse_case{"relock_by_holder", "lock() by the thread that already holds it"},
+                      misuse_case{"destroy_held", "destroyed while locked"},
+                      misuse_case{"timed_unlock_by_non_owner", "hwsync::timed_mutex at 0x"}));
 
 }  // namespace

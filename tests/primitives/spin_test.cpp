@@ -12,7 +12,8 @@ namespace {
 
 TEST(Spinner, StopsWhenTheBudgetIsSpent) {
   if (hwsync::spinner_slots() == 0) GTEST_SKIP() << "one CPU: spinning is never allowed";
-  const hwsync::spin_policy p{hwsync::cycle_clock::estimated_from_duration(std::chrono::microseconds(200)), 64};
+  const hwsync::spin_policy p{
+      hwsync::cycle_clock::estimated_from_duration(std::chrono::microseconds(200)), 64};
   hwsync::spinner s(p);
   const auto t0 = hwsync::cycle_clock::now();
   while (s.spin()) {

@@ -67,13 +67,16 @@ class deadline {
 // Sleeps while word == expected, with no time limit.
 wait_result wait(const word& w, std::uint32_t expected) noexcept;
 // Sleeps while word == expected, at most `timeout` (CLOCK_MONOTONIC).
-wait_result wait_for(const word& w, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept;
+wait_result wait_for(const word& w, std::uint32_t expected,
+                     std::chrono::nanoseconds timeout) noexcept;
 // Sleeps while word == expected, until the absolute deadline.
 wait_result wait_until(const word& w, std::uint32_t expected, const deadline& d) noexcept;
 
 // Wakes at most `count` waiters on w; returns how many were woken.
 int wake(const word& w, int count) noexcept;
-inline int wake_one(const word& w) noexcept { return wake(w, 1); }
+inline int wake_one(const word& w) noexcept {
+  return wake(w, 1);
+}
 int wake_all(const word& w) noexcept;
 
 // If from == expected: wakes up to wake_count waiters of `from` and moves up

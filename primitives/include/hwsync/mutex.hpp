@@ -130,7 +130,8 @@ class owner_check {
     }
   }
   void locked_by_me() noexcept {
-    if constexpr (debug::checks_enabled) owner_.store(debug::this_thread_id(), std::memory_order_relaxed);
+    if constexpr (debug::checks_enabled)
+      owner_.store(debug::this_thread_id(), std::memory_order_relaxed);
   }
   void before_unlock(const char* type, const void* m) noexcept {
     if constexpr (debug::checks_enabled) {
@@ -145,7 +146,8 @@ class owner_check {
   void on_destroy(const char* type, const void* m, const mutex_word& w) const noexcept {
     if constexpr (debug::checks_enabled) {
       if (w.is_locked())
-        debug::misuse(type, m, "destroyed while locked; held by", owner_.load(std::memory_order_relaxed));
+        debug::misuse(type, m, "destroyed while locked; held by",
+                      owner_.load(std::memory_order_relaxed));
     }
   }
 
@@ -155,7 +157,8 @@ class owner_check {
     pid_t load(std::memory_order) const noexcept { return 0; }
     void store(pid_t, std::memory_order) noexcept {}
   };
-  [[no_unique_address]] std::conditional_t<debug::checks_enabled, std::atomic<pid_t>, none> owner_{};
+  [[no_unique_address]] std::conditional_t<debug::checks_enabled, std::atomic<pid_t>, none>
+      owner_{};
 };
 
 }  // namespace detail
@@ -184,7 +187,8 @@ class HWSYNC_CAPABILITY("mutex") mutex {
     owner_.before_lock(type_name, this);
     tsan::pre_lock(this, tsan::flag::try_lock);
     const bool ok = word_.try_lock();
-    tsan::post_lock(this, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
+    tsan::post_lock(
+        this, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
     if (ok) owner_.locked_by_me();
     return ok;
   }
@@ -222,7 +226,9 @@ class HWSYNC_CAPABILITY("mutex") timed_mutex {
     owner_.locked_by_me();
   }
 
-  bool try_lock() HWSYNC_TRY_ACQUIRE(true) { return lock_until(futex::deadline::never(), true); }
+  bool try_lock() HWSYNC_TRY_ACQUIRE(true) {
+    return lock_until(futex::deadline::never(), true);
+  }
 
   void unlock() HWSYNC_RELEASE() {
     owner_.before_unlock(type_name, this);
@@ -238,7 +244,8 @@ class HWSYNC_CAPABILITY("mutex") timed_mutex {
   }
 
   template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& abs) HWSYNC_TRY_ACQUIRE(true) {
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& abs)
+      HWSYNC_TRY_ACQUIRE(true) {
     using namespace std::chrono;
     if constexpr (std::is_same_v<Clock, steady_clock> || std::is_same_v<Clock, system_clock>) {
       return lock_until(futex::deadline::at(time_point_cast<typename Clock::duration>(abs)), false);
@@ -262,7 +269,8 @@ class HWSYNC_CAPABILITY("mutex") timed_mutex {
     owner_.before_lock(type_name, this);
     tsan::pre_lock(this, tsan::flag::try_lock);
     const bool ok = try_only ? word_.try_lock() : word_.lock_until(d);
-    tsan::post_lock(this, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
+    tsan::post_lock(
+        this, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
     if (ok) owner_.locked_by_me();
     return ok;
   }

@@ -43,18 +43,42 @@ inline constexpr unsigned read_lock = __tsan_mutex_read_lock;
 inline constexpr unsigned try_lock = __tsan_mutex_try_lock;
 inline constexpr unsigned try_lock_failed = __tsan_mutex_try_lock_failed;
 }  // namespace flag
-inline void mutex_create(void* m, unsigned f) noexcept { __tsan_mutex_create(m, f); }
-inline void mutex_destroy(void* m, unsigned f) noexcept { __tsan_mutex_destroy(m, f); }
-inline void pre_lock(void* m, unsigned f) noexcept { __tsan_mutex_pre_lock(m, f); }
-inline void post_lock(void* m, unsigned f, int recursion) noexcept { __tsan_mutex_post_lock(m, f, recursion); }
-inline int pre_unlock(void* m, unsigned f) noexcept { return __tsan_mutex_pre_unlock(m, f); }
-inline void post_unlock(void* m, unsigned f) noexcept { __tsan_mutex_post_unlock(m, f); }
-inline void pre_signal(void* m) noexcept { __tsan_mutex_pre_signal(m, 0); }
-inline void post_signal(void* m) noexcept { __tsan_mutex_post_signal(m, 0); }
-inline void pre_divert(void* m) noexcept { __tsan_mutex_pre_divert(m, 0); }
-inline void post_divert(void* m) noexcept { __tsan_mutex_post_divert(m, 0); }
-inline void acquire(void* addr) noexcept { __tsan_acquire(addr); }
-inline void release(void* addr) noexcept { __tsan_release(addr); }
+inline void mutex_create(void* m, unsigned f) noexcept {
+  __tsan_mutex_create(m, f);
+}
+inline void mutex_destroy(void* m, unsigned f) noexcept {
+  __tsan_mutex_destroy(m, f);
+}
+inline void pre_lock(void* m, unsigned f) noexcept {
+  __tsan_mutex_pre_lock(m, f);
+}
+inline void post_lock(void* m, unsigned f, int recursion) noexcept {
+  __tsan_mutex_post_lock(m, f, recursion);
+}
+inline int pre_unlock(void* m, unsigned f) noexcept {
+  return __tsan_mutex_pre_unlock(m, f);
+}
+inline void post_unlock(void* m, unsigned f) noexcept {
+  __tsan_mutex_post_unlock(m, f);
+}
+inline void pre_signal(void* m) noexcept {
+  __tsan_mutex_pre_signal(m, 0);
+}
+inline void post_signal(void* m) noexcept {
+  __tsan_mutex_post_signal(m, 0);
+}
+inline void pre_divert(void* m) noexcept {
+  __tsan_mutex_pre_divert(m, 0);
+}
+inline void post_divert(void* m) noexcept {
+  __tsan_mutex_post_divert(m, 0);
+}
+inline void acquire(void* addr) noexcept {
+  __tsan_acquire(addr);
+}
+inline void release(void* addr) noexcept {
+  __tsan_release(addr);
+}
 #else
 inline constexpr bool enabled = false;
 namespace flag {
@@ -65,7 +89,9 @@ inline void mutex_create(void*, unsigned) noexcept {}
 inline void mutex_destroy(void*, unsigned) noexcept {}
 inline void pre_lock(void*, unsigned) noexcept {}
 inline void post_lock(void*, unsigned, int) noexcept {}
-inline int pre_unlock(void*, unsigned) noexcept { return 0; }
+inline int pre_unlock(void*, unsigned) noexcept {
+  return 0;
+}
 inline void post_unlock(void*, unsigned) noexcept {}
 inline void pre_signal(void*) noexcept {}
 inline void post_signal(void*) noexcept {}

@@ -16,12 +16,14 @@
 #define HWSYNC_GUARDED_BY(m) HWSYNC_THREAD_ANNOTATION(guarded_by(m))
 #define HWSYNC_PT_GUARDED_BY(m) HWSYNC_THREAD_ANNOTATION(pt_guarded_by(m))
 #define HWSYNC_REQUIRES(...) HWSYNC_THREAD_ANNOTATION(requires_capability(__VA_ARGS__))
-#define HWSYNC_REQUIRES_SHARED(...) HWSYNC_THREAD_ANNOTATION(requires_shared_capability(__VA_ARGS__))
+#define HWSYNC_REQUIRES_SHARED(...) \
+  HWSYNC_THREAD_ANNOTATION(requires_shared_capability(__VA_ARGS__))
 #define HWSYNC_ACQUIRE(...) HWSYNC_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
 #define HWSYNC_ACQUIRE_SHARED(...) HWSYNC_THREAD_ANNOTATION(acquire_shared_capability(__VA_ARGS__))
 #define HWSYNC_RELEASE(...) HWSYNC_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
 #define HWSYNC_RELEASE_SHARED(...) HWSYNC_THREAD_ANNOTATION(release_shared_capability(__VA_ARGS__))
 #define HWSYNC_TRY_ACQUIRE(...) HWSYNC_THREAD_ANNOTATION(try_acquire_capability(__VA_ARGS__))
-#define HWSYNC_TRY_ACQUIRE_SHARED(...) HWSYNC_THREAD_ANNOTATION(try_acquire_shared_capability(__VA_ARGS__))
+#define HWSYNC_TRY_ACQUIRE_SHARED(...) \
+  HWSYNC_THREAD_ANNOTATION(try_acquire_shared_capability(__VA_ARGS__))
 #define HWSYNC_EXCLUDES(...) HWSYNC_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
 #define HWSYNC_NO_THREAD_SAFETY_ANALYSIS HWSYNC_THREAD_ANNOTATION(no_thread_safety_analysis)

@@ -1,0 +1,632 @@
+#!/usr/bin/python3
+"""perf/report.py: turn the benchmark JSON in a directory into report.md and plots.
+
+Usage: /usr/bin/python3 perf/report.py OUT_DIR [--command "perf/run --quick"]
+
+Reads every Google Benchmark JSON file in OUT_DIR (written by the bench
+binaries with --benchmark_out), and writes OUT_DIR/report.md and
+OUT_DIR/<primitive>_*.png. Benchmark names follow bench/harness.hpp:
+"<primitive>/<scenario>/<lock id>/<key>:<value>/...".
+
+Every number in the report comes from the JSON. With repetitions the median
+is used (GB's "median" aggregate, or the median of the repetitions when the
+aggregates were not written). A benchmark that is missing or that failed is
+named as such, never filled in. Ratios compare two locks from the same file,
+that is, from the same run on the same machine.
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import statistics
+import sys
+
+# Display names and baselines. An id missing here is shown as it is.
+LOCK_NAMES = {
+    "hwsync_mutex": "hwsync::mutex",
+    "std_mutex": "std::mutex",
+    "pthread_default": "pthread_mutex (default)",
+    "pthread_adaptive": "pthread_mutex (ADAPTIVE_NP)",
+    "tbb_spin_mutex": "tbb::spin_mutex",
+    "tbb_queuing_mutex": "tbb::queuing_mutex",
+    "tbb_mutex": "tbb::mutex",
+    "ttas_spinlock": "TTAS spinlock",
+}
+# The std type each primitive is compared with.
+BASELINES = {"mutex": "std_mutex"}
+# Name segments GB appends that are not parameters of the scenario.
+GB_SUFFIXES = ("iterations", "min_time", "repeats", "min_warmup_time")
+
+
+def lock_name(lock_id):
+    return LOCK_NAMES.get(lock_id, lock_id)
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+class Result:
+    """One benchmark (one run name), its median over repetitions."""
+
+    def __init__(self, run_name, rows):
+        self.run_name = run_name
+        parts = run_name.split("/")
+        self.primitive = parts[0]
+        self.scenario = parts[1] if len(parts) > 1 else ""
+        self.lock = parts[2] if len(parts) > 2 else ""
+        self.params = {}
+        for p in parts[3:]:
+            if ":" in p:
+                k, v = p.split(":", 1)
+                if k not in GB_SUFFIXES:
+                    try:
+                        self.params[k] = int(v)
+                    except ValueError:
+                        self.params[k] = v
+        self.error = None
+        errors = [r for r in rows if r.get("error_occurred")]
+        if errors:
+            self.error = errors[0].get("error_message", "error")
+        ok = [r for r in rows if not r.get("error_occurred")]
+        median = [r for r in ok if r.get("run_type") == "aggregate" and
+                  r.get("aggregate_name") == "median"]
+        cvs = [r for r in ok if r.get("run_type") == "aggregate" and
+               r.get("aggregate_name") == "cv"]
+        iters = [r for r in ok if r.get("run_type", "iteration") == "iteration"]
+        self.repetitions = len(iters) if iters else (median[0].get("repetitions", 1) if median else 0)
+        self.values = {}
+        self.cv = {}
+        if median:
+            self.values = {k: v for k, v in median[0].items() if isinstance(v, (int, float))}
+        elif iters:
+            keys = set().union(*(r.keys() for r in iters))
+            for k in keys:
+                vals = [r[k] for r in iters if isinstance(r.get(k), (int, float))
+                        and not isinstance(r.get(k), bool)]
+                if vals:
+                    self.values[k] = statistics.median(vals)
+        if cvs:
+            self.cv = {k: v for k, v in cvs[0].items() if isinstance(v, (int, float))}
+        elif len(iters) > 1:
+            for k in self.values:
+                vals = [r[k] for r in iters if isinstance(r.get(k), (int, float))]
+                m = statistics.mean(vals) if vals else 0
+                if len(vals) > 1 and m:
+                    self.cv[k] = statistics.stdev(vals) / m
+
+    def get(self, key):
+        if self.error is not None:
+            return None
+        return self.values.get(key)
+
+
+def load(out_dir):
+    """Returns ({file: context}, [Result]) for every GB JSON file in out_dir."""
+    contexts = {}
+    results = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "*.json"))):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            print(f"report.py: skipping {path}: {e}", file=sys.stderr)
+            continue
+        if not isinstance(data, dict) or "benchmarks" not in data:
+            continue
+        contexts[os.path.basename(path)] = data.get("context", {})
+        by_name = {}
+        for row in data["benchmarks"]:
+            by_name.setdefault(row.get("run_name", row["name"]), []).append(row)
+        for name, rows in by_name.items():
+            r = Result(name, rows)
+            r.source = os.path.basename(path)
+            results.append(r)
+    return contexts, results
+
+
+# ---------------------------------------------------------------------------
+# Formatting
+
+
+def fmt_num(v, digits=3):
+    """A number with SI suffix and `digits` significant digits."""
+    if v is None:
+        return "n/a"
+    a = abs(v)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{v / div:.{digits}g}{suffix}"
+    if a == 0:
+        return "0"
+    if a < 0.01:
+        return f"{v:.2g}"
+    return f"{v:.{digits}g}"
+
+
+def fmt_ratio(r):
+    return "n/a" if r is None else f"{r:.2f}×"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Machine section
+
+
+def cpu_model_from_proc():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def machine_section(contexts, command):
+    ctx = next(iter(contexts.values()), {})
+    cpu = ctx.get("cpu_model") or cpu_model_from_proc() or "unknown"
+    tsc = ctx.get("tsc_hz")
+    tsc_txt = f"{float(tsc) / 1e9:.4f} GHz ({tsc} Hz, calibrated by cycle_clock)" if tsc else "not recorded"
+    if ctx.get("tsc_invariant") == "false":
+        tsc_txt += "; no invariant TSC: cycles are CLOCK_MONOTONIC_RAW nanoseconds"
+    kernel = ctx.get("kernel") or platform.release()
+    cores = ctx.get("num_cpus", "unknown")
+    load = ctx.get("load_avg")
+    rows = [
+        ("CPU", cpu),
+        ("Cores (online CPUs)", cores),
+        ("TSC", tsc_txt),
+        ("Kernel", kernel),
+        ("hwsync version", ctx.get("hwsync_version", "unknown")),
+        ("Benchmark run", f"{ctx.get('date', 'unknown')} on {ctx.get('host_name', 'unknown')}, "
+                          f"mode {ctx.get('hwsync_bench_mode', 'unknown')}"),
+        ("Load average at start", ", ".join(f"{x:.2f}" for x in load) if load else "not recorded"),
+        ("Google Benchmark library", f"{ctx.get('library_build_type', 'unknown')} build" +
+         (" (Debian's package; GB's bookkeeping runs outside the timed regions)"
+          if ctx.get("library_build_type") == "debug" else "")),
+        ("Report written", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
+        ("Command", f"`{command}`" if command else "not recorded"),
+    ]
+    out = ["## Machine", "", md_table(["", ""], rows)]
+    try:
+        busy = load and float(load[0]) > 0.25 * float(cores)
+    except (TypeError, ValueError):
+        busy = False
+    if busy:
+        out += ["", f"**Warning:** the 1-minute load average was {load[0]:.2f} on {cores} CPUs "
+                "when the run started: other processes were competing for the cores, and "
+                "the multithreaded numbers (and their ratios) carry that noise. Re-run on an "
+                "idle machine before trusting a close call."]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Per-primitive sections
+
+
+class Primitive:
+    def __init__(self, name, results):
+        self.name = name
+        self.results = [r for r in results if r.primitive == name]
+        self.baseline = BASELINES.get(name) or next(
+            (r.lock for r in self.results if r.lock.startswith("std_")), None)
+        seen = []
+        for r in self.results:
+            if r.lock not in seen:
+                seen.append(r.lock)
+        # hwsync first, the baseline second, then the known peers in a fixed
+        # order (random interleaving shuffles the JSON), then anything else.
+        known = list(LOCK_NAMES)
+        self.locks = sorted(seen, key=lambda l: (0 if l.startswith("hwsync_") else
+                                                 1 if l == self.baseline else 2,
+                                                 known.index(l) if l in known else len(known), l))
+        self.hwsync = [l for l in self.locks if l.startswith("hwsync_")]
+
+    def find(self, scenario, lock, **params):
+        for r in self.results:
+            if r.scenario == scenario and r.lock == lock and all(
+                    r.params.get(k) == v for k, v in params.items()):
+                return r
+        return None
+
+    def value(self, scenario, lock, key, **params):
+        r = self.find(scenario, lock, **params)
+        return None if r is None else r.get(key)
+
+    def param_values(self, scenario, key):
+        return sorted({r.params[key] for r in self.results
+                       if r.scenario == scenario and key in r.params})
+
+
+def cell(v, base, unit=""):
+    """Absolute value and ratio against the baseline."""
+    if v is None:
+        return "missing"
+    r = ratio(v, base)
+    return f"{fmt_num(v)}{unit} ({fmt_ratio(r)})" if r is not None else f"{fmt_num(v)}{unit}"
+
+
+def missing_or(r, text):
+    if r is None:
+        return "missing"
+    if r.error is not None:
+        return f"failed: {r.error}"
+    return text
+
+
+def scenario_uncontended(p):
+    base = p.value("uncontended", p.baseline, "cycles_per_op")
+    rows = []
+    for lock in p.locks:
+        r = p.find("uncontended", lock)
+        cyc = None if r is None else r.get("cycles_per_op")
+        ips = None if r is None else r.get("items_per_second")
+        mean = None if r is None else r.get("cycles_per_op_mean")
+        rows.append([lock_name(lock), missing_or(r, fmt_num(cyc)),
+                     missing_or(r, fmt_ratio(ratio(cyc, base))),
+                     missing_or(r, fmt_num(mean)),
+                     missing_or(r, fmt_num(ips) + "/s")])
+    return ("### Uncontended lock + unlock (one thread)\n\n"
+            "cycle_clock cycles per lock+unlock pair; lower is better. cycles/op is the median "
+            "batch of 256 pairs (timer cost removed), the ratio is taken on it; the mean over the "
+            "whole run also carries interrupts and preemptions.\n\n" +
+            md_table(["lock", "cycles/op", f"vs {lock_name(p.baseline)}", "mean cycles/op",
+                      "ops/s"], rows))
+
+
+def scenario_contended(p):
+    threads = p.param_values("contended_short", "threads")
+    if not threads:
+        return "### Contended, short critical section\n\nmissing: no contended_short results."
+    rows = []
+    for lock in p.locks:
+        row = [lock_name(lock)]
+        for t in threads:
+            r = p.find("contended_short", lock, threads=t)
+            v = None if r is None else r.get("items_per_second")
+            b = p.value("contended_short", p.baseline, "items_per_second", threads=t)
+            row.append(missing_or(r, cell(v, b, "/s")))
+        rows.append(row)
+    fair_rows = []
+    for lock in p.locks:
+        row = [lock_name(lock)]
+        for t in threads:
+            r = p.find("contended_short", lock, threads=t)
+            row.append(missing_or(r, f"{fmt_num(r.get('cpu_ns_per_acq'))} / "
+                                     f"{r.get('fairness'):.2f}" if r and r.get("fairness") is not None
+                                  else "n/a"))
+        fair_rows.append(row)
+    return ("### Contended, short critical section (4 shared cache lines), throughput\n\n"
+            f"Acquisitions per second of the whole team, and in parentheses the ratio to "
+            f"{lock_name(p.baseline)} at the same thread count; higher is better. The machine "
+            "has as many cores as listed above: beyond that the threads are oversubscribed.\n\n" +
+            md_table(["lock"] + [f"{t} thr" for t in threads], rows) +
+            f"\n\n![throughput against threads]({p.name}_contended_short_throughput.png)\n"
+            f"![ratio to {lock_name(p.baseline)} against threads]"
+            f"({p.name}_contended_short_ratio.png)\n\n"
+            "Same runs: CPU ns per acquisition / fairness (slowest thread's acquisitions over the "
+            "fastest's).\n\n" +
+            md_table(["lock"] + [f"{t} thr" for t in threads], fair_rows))
+
+
+def scenario_long_cs(p):
+    rows = []
+    threads = p.param_values("long_cs", "threads")
+    t = threads[0] if threads else None
+    base = p.value("long_cs", p.baseline, "cpu_ns_per_acq", threads=t)
+    base_tp = p.value("long_cs", p.baseline, "items_per_second", threads=t)
+    for lock in p.locks:
+        r = p.find("long_cs", lock, threads=t)
+        rows.append([lock_name(lock),
+                     missing_or(r, cell(r.get("cpu_ns_per_acq") if r else None, base, " ns")),
+                     missing_or(r, fmt_num(r.get("cpu_utilization")) if r else ""),
+                     missing_or(r, cell(r.get("items_per_second") if r else None, base_tp, "/s")),
+                     missing_or(r, f"{r.get('fairness'):.2f}" if r and r.get("fairness") is not None
+                                else "n/a"),
+                     missing_or(r, fmt_num(r.get("vcsw_per_kacq")) if r else "")])
+    return (f"### Long critical section (about 10 µs), {t} threads\n\n"
+            "CPU per acquisition is process CPU time (user + system, every thread) divided by "
+            "acquisitions; the holder's own 10 µs are in it, so the floor is about 10 µs. Lower "
+            f"is better; ratios against {lock_name(p.baseline)}. CPUs busy: average cores in use. "
+            "Parks: voluntary context switches (threads blocking) per 1000 acquisitions.\n\n" +
+            md_table(["lock", "CPU/acquisition", "CPUs busy", "acquisitions/s", "fairness",
+                      "parks/1k acq"], rows))
+
+
+def scenario_handoff(p):
+    holds = p.param_values("handoff", "hold_us")
+    out = ["### Hand-off latency (2 threads)",
+           "",
+           "From just before the holder's unlock() to just after the waiting thread's lock() "
+           "returns, from a cycle-accurate histogram. The holder keeps the lock hold_us after the "
+           "waiter has entered lock(): at 2 µs a spinning waiter can still be spinning, at 50 µs "
+           "a waiter that parks at all has parked. Parks/1k: voluntary context switches per 1000 "
+           f"hand-offs (1000: every hand-off wakes a sleeper). Lower is better; ratios against "
+           f"{lock_name(p.baseline)}."]
+    for h in holds:
+        rows = []
+        b50 = p.value("handoff", p.baseline, "p50_ns", hold_us=h)
+        b99 = p.value("handoff", p.baseline, "p99_ns", hold_us=h)
+        b999 = p.value("handoff", p.baseline, "p999_ns", hold_us=h)
+        for lock in p.locks:
+            r = p.find("handoff", lock, hold_us=h)
+            g = (lambda k: None if r is None else r.get(k))
+            rows.append([lock_name(lock),
+                         missing_or(r, cell(g("p50_ns"), b50, " ns")),
+                         missing_or(r, cell(g("p99_ns"), b99, " ns")),
+                         missing_or(r, cell(g("p999_ns"), b999, " ns")),
+                         missing_or(r, fmt_num(g("p50_cycles"))),
+                         missing_or(r, fmt_num(g("samples"))),
+                         missing_or(r, fmt_num(g("vcsw_per_kacq")))])
+        out += ["", f"hold_us = {h}:", "",
+                md_table(["lock", "p50", "p99", "p99.9", "p50 cycles", "samples",
+                          "parks/1k"], rows)]
+    return "\n".join(out)
+
+
+def scenario_fairness(p):
+    threads = p.param_values("fairness", "threads")
+    t = threads[0] if threads else None
+    base_tp = p.value("fairness", p.baseline, "items_per_second", threads=t)
+    rows = []
+    for lock in p.locks:
+        r = p.find("fairness", lock, threads=t)
+        g = (lambda k: None if r is None else r.get(k))
+        rows.append([lock_name(lock),
+                     missing_or(r, f"{g('fairness'):.3f}" if g("fairness") is not None else "n/a"),
+                     missing_or(r, f"{fmt_num(g('min_acq'))} / {fmt_num(g('max_acq'))}"),
+                     missing_or(r, cell(g("items_per_second"), base_tp, "/s")),
+                     missing_or(r, fmt_num(g("vcsw_per_kacq")))])
+    return (f"### Fairness, {t} threads\n\n"
+            "Slowest thread's acquisitions over the fastest's in a fixed wall time (1.0 is "
+            "perfectly even; higher is better), with about 1 µs of work inside the critical "
+            "section and 1 µs outside it: the lock is the bottleneck, so its policy decides who "
+            "runs. Parks/1k: voluntary context switches per 1000 acquisitions.\n\n" +
+            md_table(["lock", "fairness", "min / max acquisitions", "acquisitions/s",
+                      "parks/1k acq"], rows))
+
+
+# ---------------------------------------------------------------------------
+# Key ratios and targets (hwsync lock against the baseline)
+
+
+def key_table(p, hw):
+    b = p.baseline
+    rows = []
+
+    def add(scenario, metric, key, better, **params):
+        r_hw = p.find(scenario, hw, **params)
+        r_b = p.find(scenario, b, **params)
+        v_hw = None if r_hw is None else r_hw.get(key)
+        v_b = None if r_b is None else r_b.get(key)
+        cv = None if r_hw is None else r_hw.cv.get(key)
+        label = scenario + ("" if not params else " " + ", ".join(f"{k}={v}" for k, v in params.items()))
+        rows.append([label, metric,
+                     missing_or(r_hw, fmt_num(v_hw)),
+                     missing_or(r_b, fmt_num(v_b)),
+                     fmt_ratio(ratio(v_hw, v_b)), better,
+                     "n/a" if cv is None else f"{100 * cv:.0f}%"])
+
+    add("uncontended", "cycles/op", "cycles_per_op", "lower")
+    for t in p.param_values("contended_short", "threads"):
+        add("contended_short", "acquisitions/s", "items_per_second", "higher", threads=t)
+    for t in p.param_values("long_cs", "threads"):
+        add("long_cs", "CPU ns/acquisition", "cpu_ns_per_acq", "lower", threads=t)
+    for h in p.param_values("handoff", "hold_us"):
+        add("handoff", "p50 ns", "p50_ns", "lower", hold_us=h)
+        add("handoff", "p99 ns", "p99_ns", "lower", hold_us=h)
+        add("handoff", "p99.9 ns", "p999_ns", "lower", hold_us=h)
+    for t in p.param_values("fairness", "threads"):
+        add("fairness", "slowest/fastest", "fairness", "higher", threads=t)
+    return md_table(["scenario", "metric", lock_name(hw), lock_name(b),
+                     "ratio", "better", f"{lock_name(hw)} cv"], rows)
+
+
+def mutex_targets(p, hw):
+    """The issue's targets for hwsync::mutex: (target, measured, status)."""
+    b = p.baseline
+    out = []
+
+    def shown(x):
+        return "missing" if x is None else fmt_ratio(x)
+
+    def status(ok):
+        return "unknown (not measured)" if ok is None else ("**met**" if ok else "**NOT met**")
+
+    def noise(scenario, key, **params):
+        """' (noisy: cv N%)' when either side varied by over 20% across repetitions."""
+        cvs = []
+        for lock in (hw, b):
+            r = p.find(scenario, lock, **params)
+            if r is not None and r.cv.get(key) is not None:
+                cvs.append(r.cv[key])
+        worst = max(cvs) if cvs else None
+        return f" (noisy: cv up to {100 * worst:.0f}%)" if worst is not None and worst > 0.2 else ""
+
+    r = ratio(p.value("uncontended", hw, "cycles_per_op"), p.value("uncontended", b, "cycles_per_op"))
+    out.append(("Uncontended lock+unlock ≤ 0.6× std::mutex (cycles/op)",
+                shown(r) + noise("uncontended", "cycles_per_op"),
+                status(None if r is None else r <= 0.6)))
+
+    r2 = ratio(p.value("contended_short", hw, "items_per_second", threads=2),
+               p.value("contended_short", b, "items_per_second", threads=2))
+    out.append(("2 threads, short critical section: ≥ 1.5× std::mutex throughput",
+                shown(r2) + noise("contended_short", "items_per_second", threads=2),
+                status(None if r2 is None else r2 >= 1.5)))
+
+    wanted = [1, 2, 4, 8, 16, 32]
+    per = {t: ratio(p.value("contended_short", hw, "items_per_second", threads=t),
+                    p.value("contended_short", b, "items_per_second", threads=t)) for t in wanted}
+    missing = [t for t, v in per.items() if v is None]
+    have = {t: v for t, v in per.items() if v is not None}
+    if have:
+        worst = min(have, key=have.get)
+        failing = [t for t, v in have.items() if v < 1.0]
+        measured = f"min {fmt_ratio(have[worst])} at {worst} thread{'' if worst == 1 else 's'}"
+        measured += noise("contended_short", "items_per_second", threads=worst)
+        if failing:
+            measured += "; below 1.0× at " + ", ".join(str(t) for t in failing) + " threads"
+        if missing:
+            measured += "; missing: " + ", ".join(str(t) for t in missing)
+        ok = None if missing and not failing else not failing
+    else:
+        measured, ok = "missing", None
+    out.append(("Every thread count 1..32: ≥ 1.0× std::mutex throughput", measured, status(ok)))
+
+    r4 = ratio(p.value("long_cs", hw, "cpu_ns_per_acq", threads=8),
+               p.value("long_cs", b, "cpu_ns_per_acq", threads=8))
+    out.append(("Long critical section, 8 threads: CPU per acquisition ≤ 1.2× std::mutex",
+                shown(r4) + noise("long_cs", "cpu_ns_per_acq", threads=8),
+                status(None if r4 is None else r4 <= 1.2)))
+
+    f = p.value("fairness", hw, "fairness", threads=8)
+    out.append(("Fairness (slowest/fastest thread) ≥ 0.75 at 8 threads",
+                "missing" if f is None else f"{f:.3f}" + noise("fairness", "fairness", threads=8),
+                status(None if f is None else f >= 0.75)))
+    return out
+
+
+TARGETS = {"mutex": mutex_targets}
+
+
+# ---------------------------------------------------------------------------
+# Plots
+
+
+def plots(p, out_dir):
+    """Throughput and ratio against threads; returns the files written."""
+    threads = p.param_values("contended_short", "threads")
+    if not threads:
+        return []
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+        return []
+    written = []
+    for kind in ("throughput", "ratio"):
+        fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
+        for lock in p.locks:
+            xs, ys = [], []
+            for t in threads:
+                v = p.value("contended_short", lock, "items_per_second", threads=t)
+                if kind == "ratio":
+                    v = ratio(v, p.value("contended_short", p.baseline, "items_per_second", threads=t))
+                if v is not None and v > 0:
+                    xs.append(t)
+                    ys.append(v)
+            if not xs:
+                continue
+            hw = lock.startswith("hwsync_")
+            ax.plot(xs, ys, marker="o", label=lock_name(lock), linewidth=2.6 if hw else 1.3,
+                    zorder=3 if hw else 2)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(threads)
+        ax.set_xticklabels([str(t) for t in threads])
+        ax.set_yscale("log")
+        ax.set_xlabel("threads")
+        if kind == "throughput":
+            ax.set_ylabel("acquisitions per second (team)")
+            ax.set_title(f"{p.name}: contended, short critical section")
+        else:
+            ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+            ax.set_ylabel(f"throughput / {lock_name(p.baseline)} throughput")
+            ax.set_title(f"{p.name}: throughput relative to {lock_name(p.baseline)}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"{p.name}_contended_short_{kind}.png")
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out_dir")
+    ap.add_argument("--command", default=None, help="the command that produced the results")
+    args = ap.parse_args()
+
+    contexts, results = load(args.out_dir)
+    if not results:
+        print(f"report.py: no Google Benchmark JSON with results in {args.out_dir}", file=sys.stderr)
+        return 1
+
+    primitives = []
+    for r in results:
+        if r.primitive not in primitives:
+            primitives.append(r.primitive)
+
+    md = ["# hwsync benchmark report", "",
+          "hwsync primitives beside std, glibc and oneTBB, each compared with its std "
+          "counterpart from the same run. A ratio is hwsync (or the peer) divided by the std "
+          "type; whether higher or lower is better is said with each table. With repetitions "
+          "every number is the median of that number over the repetitions, so two columns of "
+          "one row may come from different repetitions. Raw results: " +
+          ", ".join(f"[{name}]({name})" for name in contexts) + ".", "",
+          machine_section(contexts, args.command)]
+
+    pngs = []
+    for name in primitives:
+        p = Primitive(name, results)
+        pngs += plots(p, args.out_dir)
+        md += ["", f"## {name}", ""]
+        if p.baseline is None:
+            md.append("No std baseline in this run: ratios cannot be given.")
+        for hw in p.hwsync:
+            md += [f"### {lock_name(hw)} against {lock_name(p.baseline)}: key ratios", "",
+                   "Ratios are hwsync / std; `cv` is the coefficient of variation over "
+                   "repetitions (n/a with one repetition).", "", key_table(p, hw), ""]
+            if name in TARGETS:
+                md += [f"### Targets for {lock_name(hw)}", "",
+                       md_table(["target", "measured", "status"], TARGETS[name](p, hw)), ""]
+        sections = {"uncontended": scenario_uncontended, "contended_short": scenario_contended,
+                    "long_cs": scenario_long_cs, "handoff": scenario_handoff,
+                    "fairness": scenario_fairness}
+        seen = []
+        for r in p.results:
+            if r.scenario not in seen:
+                seen.append(r.scenario)
+        for s in sections:
+            if s in seen:
+                md += ["", sections[s](p)]
+        others = [s for s in seen if s not in sections]
+        if others:
+            md += ["", "Scenarios without a table in this report: " + ", ".join(others)]
+        failed = [r for r in p.results if r.error is not None]
+        if failed:
+            md += ["", "### Failed benchmarks", ""] + [f"- `{r.run_name}`: {r.error}" for r in failed]
+
+    path = os.path.join(args.out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(md) + "\n")
+    print(f"wrote {path}" + "".join(f"\nwrote {x}" for x in pngs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
