@@ -28,6 +28,20 @@ cycle_clock::ticks fairness_bound() noexcept {
   return half_ms + (rng % (2 * half_ms));
 }
 
+// When a waiter of each mutex was last handed the lock by a fair unlock,
+// hashed by the mutex's address into a small process-wide table: the mutex
+// itself has no room for a timestamp. Two mutexes that share a slot share a
+// timer, which only makes their fair unlocks come a little early or late.
+struct alignas(64) fair_slot {
+  std::atomic<cycle_clock::ticks> last_fair_unlock{0};
+};
+fair_slot g_fair_slots[64];
+
+fair_slot& fair_slot_of(const void* m) noexcept {
+  const auto a = reinterpret_cast<std::uintptr_t>(m) >> 2;
+  return g_fair_slots[(a * 0x9E3779B97F4A7C15ull) >> 58];  // Fibonacci hashing to 6 bits
+}
+
 }  // namespace
 
 // A thread arrives here after its fast-path CAS failed. It spins while that
@@ -57,10 +71,11 @@ bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
     std::uint32_t n = s | locked;
     if (registered) n -= one_waiter;
     if (registered || spinner_woken) n &= ~woken;
-    // Leave hand-off mode once nobody is left, or once the lock reached a
-    // waiter that has not waited past its bound: nobody is starving now.
-    if ((n & handoff) && (waiters(n) == 0 || cycle_clock::now() - arrived < bound)) n &= ~handoff;
-    return n;
+    // HANDOFF is a one-shot reservation: the waiter that claims it consumes
+    // it. Keeping it on for a chain of claimants would leave the lock idle
+    // for one futex wake-up (tens of µs) per link; a waiter still starving
+    // asks again when it re-parks, and the unlocker's timer asks anyway.
+    return n & ~handoff;
   };
   // Timed out: take the lock if that is possible now, else deregister.
   auto give_up = [&]() {
@@ -135,8 +150,23 @@ void mutex_word::unlock_contended(std::uint32_t state) noexcept {
     futex::wake_one(word_);
     return;
   }
+  // Fair unlock: a parked waiter cannot ask for hand-off while it sleeps,
+  // and while spinners keep WOKEN set nobody wakes it. So the unlocker checks
+  // the clock too: once a fairness bound has passed since this mutex's last
+  // fair unlock, it reserves the free lock for the parked waiters.
+  fair_slot& slot = fair_slot_of(this);
+  const cycle_clock::ticks now = cycle_clock::now();
+  const bool fair_due =
+      now - slot.last_fair_unlock.load(std::memory_order_relaxed) >= fairness_bound();
   for (;;) {
-    if (waiters(state) == 0 || (state & (locked | woken)) != 0) return;
+    if (waiters(state) == 0 || (state & locked) != 0) return;
+    if (fair_due) {
+      if (!word_.compare_exchange_weak(state, state | handoff, std::memory_order_relaxed)) continue;
+      slot.last_fair_unlock.store(now, std::memory_order_relaxed);
+      futex::wake_one(word_);
+      return;
+    }
+    if (state & woken) return;
     if (word_.compare_exchange_weak(state, state | woken, std::memory_order_relaxed)) {
       futex::wake_one(word_);
       return;

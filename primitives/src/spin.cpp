@@ -32,7 +32,7 @@ unsigned spinner_slots() noexcept {
 spin_policy spin_policy::standard() noexcept {
   static const cycle_clock::ticks budget =
       cycle_clock::estimated_from_duration(std::chrono::microseconds(4));
-  return {budget, 8};
+  return {budget, 32};
 }
 
 bool spinner::first_step() noexcept {

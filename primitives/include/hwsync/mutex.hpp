@@ -16,12 +16,14 @@
 //                 with futex(2). Waiters never busy-wait without bound.
 //   Fairness      Barging: a running thread may take a lock that a woken
 //                 waiter was about to take (throughput). Eventual fairness:
-//                 a waiter that has waited longer than its bound (0.5 ms plus
-//                 a random 0..1 ms per wait, so about 1 ms) switches the
-//                 mutex to hand-off mode, in which unlock() reserves the lock
-//                 for the parked waiters and no newcomer may take it. The
-//                 mode ends when a waiter that waited less than its bound, or
-//                 the last waiter, takes the lock. No thread starves.
+//                 the lock is handed to a parked waiter — reserved for the
+//                 waiters, so no newcomer, spinner or try_lock() can take it
+//                 — when (a) a waiter re-parks after waiting longer than its
+//                 bound (0.5 ms plus a random 0..1 ms per wait), or (b) an
+//                 unlock() finds waiters parked and no such hand-off on this
+//                 mutex for one bound (a fair unlock, as WebKit's Lock does:
+//                 a sleeping waiter cannot ask for itself). Each hand-off is
+//                 one-shot: the claiming waiter consumes it. No thread starves.
 //   Timeouts      try_lock_for/try_lock_until: steady_clock deadlines wait on
 //                 CLOCK_MONOTONIC, system_clock ones on CLOCK_REALTIME (a
 //                 clock step moves the wake-up), any other clock is waited in
@@ -45,8 +47,9 @@
 //   LOCKED | W*n                  held, n parked              wakes one, sets WOKEN
 //   LOCKED | WOKEN | W*n          held, a waiter is awake     no wake-up
 //   W*n (+WOKEN)                  free, waiters about to run  (anyone may take)
-//   LOCKED | HANDOFF | W*n        held, a waiter starves      wakes one waiter
-//   HANDOFF | W*n                 free, reserved for waiters  (only a waiter may take)
+//   LOCKED | HANDOFF | W*n        held, hand-off requested    reserves, wakes one
+//   HANDOFF | W*n                 free, reserved for waiters  (only a waiter may take;
+//                                                              taking clears HANDOFF)
 //
 //   Invariants: WOKEN set implies some waiter will re-read the word; HANDOFF
 //   set implies WAITERS > 0; a thread parks only while LOCKED or HANDOFF is

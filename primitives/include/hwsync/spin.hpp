@@ -3,10 +3,13 @@
 // Contract
 //   A `spinner` lives for one wait. Each spin() is one backoff step: a batch
 //   of `pause` instructions that doubles from 1 up to a cap, so a spinning
-//   thread reads the contended line less and less often. The cap is small
-//   (8) because `pause` is slow on recent cores (about 60 TSC ticks on this
-//   Zen 3 host, measured by bench/): at 64 a spinner looked at the lock only
-//   every 1.6 µs and handed-off locks sat free for that long. spin() returns
+//   thread reads the contended line less and less often. The cap (32) is a
+//   measured compromise: `pause` is slow on recent cores (about 60 TSC ticks
+//   on this Zen 3 host), so at 64 a spinner looked at the lock only every
+//   1.6 µs (hand-off p50 1.1 µs); at 8 it polled so often that two threads
+//   passing the lock ran at 84M/s instead of 133M/s (hand-off p50 0.2 µs);
+//   at 32: 133M/s and 0.34 µs (bench/mutex_bench, handoff and
+//   contended_short at 2 threads). spin() returns
 //   false — "park now" — when the budget (cycle_clock ticks since the first
 //   spin()) is spent, or when spinning cannot help because threads already
 //   spinning fill every other core.
@@ -35,7 +38,7 @@ struct spin_policy {
   cycle_clock::ticks budget;      // ticks to spin before parking; 0: never spin
   std::uint32_t max_pause_batch;  // cap of the exponential backoff, in pauses
 
-  // About 4 µs of spinning, backoff capped at 8 pauses.
+  // About 4 µs of spinning, backoff capped at 32 pauses.
   static spin_policy standard() noexcept;
   static constexpr spin_policy never() noexcept { return {0, 1}; }
 };
