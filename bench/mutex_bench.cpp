@@ -255,6 +255,26 @@ void bm_handoff(benchmark::State& state) {
 
 // ---------------------------------------------------------------------------
 
+// Not a lock a user would pick: the cheapest code with the shape the
+// foundation issue fixes for hwsync::mutex — a 4-byte word, lock() one CAS,
+// unlock() one atomic RMW — and nothing else (no waiter bits, no parking).
+// Its uncontended cycles are the floor of that shape on this CPU, so the
+// report can tell how much of hwsync::mutex's uncontended cost is the
+// design and how much is the implementation.
+class cas_fetch_sub_floor {
+ public:
+  void lock() noexcept {
+    std::uint32_t expected = 0;
+    while (!word_.compare_exchange_weak(expected, 1, std::memory_order_acquire,
+                                        std::memory_order_relaxed))
+      expected = 0;
+  }
+  void unlock() noexcept { word_.fetch_sub(1, std::memory_order_release); }
+
+ private:
+  std::atomic<std::uint32_t> word_{0};
+};
+
 template <class... Locks>
 struct lock_list {};
 
@@ -274,6 +294,8 @@ void register_all(lock_list<Locks...>) {
   (benchmark::RegisterBenchmark(name("uncontended", lock_traits<Locks>::id).c_str(),
                                 bm_uncontended<Locks>),
    ...);
+  benchmark::RegisterBenchmark(name("uncontended_floor", "cas_fetch_sub").c_str(),
+                               bm_uncontended<cas_fetch_sub_floor>);
 
   // Self-timed: one iteration is one fixed-time run. The argument is in the
   // name so the report can read it ("threads:8", "hold_us:2").

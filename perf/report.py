@@ -230,6 +230,9 @@ class Primitive:
             (r.lock for r in self.results if r.lock.startswith("std_")), None)
         seen = []
         for r in self.results:
+            # A *_floor scenario measures a reference shape, not a peer lock.
+            if r.scenario.endswith("_floor"):
+                continue
             if r.lock not in seen:
                 seen.append(r.lock)
         # hwsync first, the baseline second, then the known peers in a fixed
@@ -284,12 +287,20 @@ def scenario_uncontended(p):
                      missing_or(r, fmt_ratio(ratio(cyc, base))),
                      missing_or(r, fmt_num(mean)),
                      missing_or(r, fmt_num(ips) + "/s")])
+    floor = p.value("uncontended_floor", "cas_fetch_sub", "cycles_per_op")
+    floor_text = ""
+    if floor is not None:
+        floor_text = (
+            "\n\nFloor of the design: a bare 4-byte word with a CAS to lock and a fetch_sub to "
+            "unlock (the shape the foundation issue fixes for hwsync::mutex, with no lock logic "
+            f"at all) takes {fmt_num(floor)} cycles/op here, "
+            f"{fmt_ratio(ratio(floor, base))} of {lock_name(p.baseline)}.")
     return ("### Uncontended lock + unlock (one thread)\n\n"
             "cycle_clock cycles per lock+unlock pair; lower is better. cycles/op is the median "
             "batch of 256 pairs (timer cost removed), the ratio is taken on it; the mean over the "
             "whole run also carries interrupts and preemptions.\n\n" +
             md_table(["lock", "cycles/op", f"vs {lock_name(p.baseline)}", "mean cycles/op",
-                      "ops/s"], rows))
+                      "ops/s"], rows) + floor_text)
 
 
 def scenario_contended(p):

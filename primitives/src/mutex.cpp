@@ -142,9 +142,12 @@ bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
   }
 }
 
-// `state` is the word right after unlock()'s fetch_sub: LOCKED is clear, and
-// something else is set.
+// unlock() released the lock and saw other bits set; `state` is the word as
+// read just after. It may already be later than the release — another
+// thread took the lock, or registered — and acting on a later state is
+// safe: a new holder wakes a waiter at its own unlock().
 void mutex_word::unlock_contended(std::uint32_t state) noexcept {
+  if (state & locked) return;
   if (state & handoff) {
     // The free lock is reserved for waiters: wake one to take it.
     futex::wake_one(word_);
