@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 
@@ -30,9 +31,11 @@ unsigned spinner_slots() noexcept {
 }
 
 spin_policy spin_policy::standard() noexcept {
-  static const cycle_clock::ticks budget =
-      cycle_clock::estimated_from_duration(std::chrono::microseconds(4));
-  return {budget, 32};
+  using std::chrono::nanoseconds;
+  static const spin_policy standard{cycle_clock::estimated_from_duration(nanoseconds(4000)),
+                                    cycle_clock::estimated_from_duration(nanoseconds(750)),
+                                    cycle_clock::estimated_from_duration(nanoseconds(1500))};
+  return standard;
 }
 
 bool spinner::first_step() noexcept {
@@ -43,6 +46,7 @@ bool spinner::first_step() noexcept {
     if (g_spinning.compare_exchange_weak(seen, seen + 1, std::memory_order_relaxed)) {
       has_slot_ = true;
       until_ = cycle_clock::now() + policy_.budget;
+      interval_ = policy_.first_interval;
       return true;
     }
   }
@@ -58,13 +62,16 @@ bool spinner::spin() noexcept {
     done_ = true;
     return false;
   }
-  if (cycle_clock::now() >= until_) {
+  const cycle_clock::ticks now = cycle_clock::now();
+  if (now >= until_) {
     release_slot();
     done_ = true;
     return false;
   }
-  for (std::uint32_t i = 0; i < batch_; ++i) cpu_relax();
-  if (batch_ < policy_.max_pause_batch) batch_ *= 2;
+  const cycle_clock::ticks wake = now + interval_ < until_ ? now + interval_ : until_;
+  do cpu_relax();
+  while (cycle_clock::now() < wake);
+  if (interval_ < policy_.max_interval) interval_ = std::min(2 * interval_, policy_.max_interval);
   ++steps_;
   return true;
 }

@@ -1,18 +1,26 @@
 // hwsync/spin.hpp — the one spin-then-park policy of every blocking primitive.
 //
 // Contract
-//   A `spinner` lives for one wait. Each spin() is one backoff step: a batch
-//   of `pause` instructions that doubles from 1 up to a cap, so a spinning
-//   thread reads the contended line less and less often. The cap (32) is a
-//   measured compromise: `pause` is slow on recent cores (about 60 TSC ticks
-//   on this Zen 3 host), so at 64 a spinner looked at the lock only every
-//   1.6 µs (hand-off p50 1.1 µs); at 8 it polled so often that two threads
-//   passing the lock ran at 84M/s instead of 133M/s (hand-off p50 0.2 µs);
-//   at 32: 133M/s and 0.34 µs (bench/mutex_bench, handoff and
-//   contended_short at 2 threads). spin() returns
-//   false — "park now" — when the budget (cycle_clock ticks since the first
-//   spin()) is spent, or when spinning cannot help because threads already
-//   spinning fill every other core.
+//   A `spinner` lives for one wait. Each spin() is one backoff step: it
+//   executes `pause` until an interval of cycle_clock ticks has passed, and
+//   the interval doubles from `first_interval` up to `max_interval`. The
+//   caller looks at the lock word between steps, so a spinning thread reads
+//   the contended line about once per interval. spin() returns false — "park
+//   now" — when the budget (ticks since the first spin()) is spent, or when
+//   spinning cannot help because threads already spinning fill every other
+//   core.
+//
+//   Why intervals in ticks, not a count of pauses: `pause` costs about 60
+//   TSC ticks on this Zen 3 host, about 140 cycles on Skylake-class Intel
+//   and about 10 on older cores, so a pause count means a different polling
+//   rate on each. The rate is what matters, measured with
+//   bench/mutex_bench's contended_short (2 to 32 threads) and handoff:
+//   polling from 1 pause doubling to 32 let freshly arrived spinners catch
+//   the holder's unlock-to-relock window so often that at 32 threads the
+//   lock changed hands ~930k times/s and throughput fell to 0.65x
+//   std::mutex; polling every ~0.75 µs rising to ~1.5 µs keeps the lock with
+//   its holder (1.3-1.5x std at 8-32 threads) and still notices a release
+//   within about half an interval, far below a futex wake-up (~30 µs here).
 //
 //   Spinner slots: at most max(online CPUs - 1, 0) threads spin at once,
 //   process-wide (one atomic, touched only on contended paths). The core left
@@ -22,8 +30,9 @@
 //   chance for a preempted holder to run — and is then told to park.
 //
 //   Budget: spin_policy::standard() spins about as long as a futex park and
-//   wake-up costs (default 4 µs, from the quick TSC estimate, so the first
-//   contended lock never waits for the 100 ms calibration).
+//   wake-up costs (default 4 µs). All durations come from the quick TSC
+//   estimate, so the first contended lock never waits for the 100 ms
+//   calibration.
 //
 //   Not a lock and no memory ordering: the caller's own loads decide.
 #pragma once
@@ -35,12 +44,13 @@
 namespace hwsync {
 
 struct spin_policy {
-  cycle_clock::ticks budget;      // ticks to spin before parking; 0: never spin
-  std::uint32_t max_pause_batch;  // cap of the exponential backoff, in pauses
+  cycle_clock::ticks budget;          // ticks to spin before parking; 0: never spin
+  cycle_clock::ticks first_interval;  // ticks between the first looks at the lock
+  cycle_clock::ticks max_interval;    // the backoff doubles up to this
 
-  // About 4 µs of spinning, backoff capped at 32 pauses.
+  // 4 µs budget; look after 0.75 µs, then every 1.5 µs.
   static spin_policy standard() noexcept;
-  static constexpr spin_policy never() noexcept { return {0, 1}; }
+  static constexpr spin_policy never() noexcept { return {0, 0, 0}; }
 };
 
 // Threads allowed to spin at once: online CPUs - 1 (computed once).
@@ -65,7 +75,7 @@ class spinner {
 
   spin_policy policy_;
   cycle_clock::ticks until_ = 0;
-  std::uint32_t batch_ = 1;
+  cycle_clock::ticks interval_ = 0;
   std::uint32_t steps_ = 0;
   bool has_slot_ = false;
   bool done_ = false;
