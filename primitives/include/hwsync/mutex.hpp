@@ -20,8 +20,8 @@
 //                 waiters, so no newcomer, spinner or try_lock() can take it
 //                 — when (a) a waiter re-parks after waiting longer than its
 //                 bound (0.5 ms plus a random 0..1 ms per wait), or (b) an
-//                 unlock() finds waiters parked and no such hand-off on this
-//                 mutex for one bound (a fair unlock, as WebKit's Lock does:
+//                 unlock() finds waiters parked and no fair unlock on this
+//                 mutex for three bounds, 1.5-4.5 ms (as WebKit's Lock does:
 //                 a sleeping waiter cannot ask for itself). Each hand-off is
 //                 one-shot: the claiming waiter consumes it. No thread starves.
 //   Timeouts      try_lock_for/try_lock_until: steady_clock deadlines wait on
