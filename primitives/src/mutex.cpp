@@ -89,14 +89,17 @@ bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
     // asks again when it re-parks, and the unlocker's timer asks anyway.
     return n & ~handoff;
   };
+  // One attempt to take the lock from state s (which it updates on failure).
+  auto take = [&](std::uint32_t& s) {
+    return word_.compare_exchange_weak(s, taken(s), std::memory_order_acquire,
+                                       std::memory_order_relaxed);
+  };
   // Timed out: take the lock if that is possible now, else deregister.
   auto give_up = [&]() {
     std::uint32_t s = word_.load(std::memory_order_relaxed);
     for (;;) {
       if (can_take(s)) {
-        if (word_.compare_exchange_weak(s, taken(s), std::memory_order_acquire,
-                                        std::memory_order_relaxed))
-          return true;
+        if (take(s)) return true;
         continue;
       }
       if (!registered && !spinner_woken) return false;
@@ -116,9 +119,7 @@ bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
       std::uint32_t s = word_.load(std::memory_order_relaxed);
       for (;;) {
         if (can_take(s)) {
-          if (word_.compare_exchange_weak(s, taken(s), std::memory_order_acquire,
-                                          std::memory_order_relaxed))
-            return true;
+          if (take(s)) return true;
           continue;
         }
         if (s & handoff) break;  // the lock goes to a parked waiter: spinning cannot win it

@@ -166,6 +166,50 @@ class owner_check {
       owner_{};
 };
 
+// The lock word with the tools around it — owner tracking for debug checks
+// and the ThreadSanitizer annotations — shared by mutex and timed_mutex,
+// which are thin wrappers carrying the capability attributes. `type` names
+// the public type in misuse messages; `self` is the public object, the
+// address TSan and the messages show.
+class checked_mutex_word {
+ public:
+  void lock(const char* type, void* self) noexcept {
+    owner_.before_lock(type, self);
+    tsan::pre_lock(self, 0);
+    word_.lock();
+    tsan::post_lock(self, 0, 0);
+    owner_.locked_by_me();
+  }
+
+  // One attempt when `d` is null (try_lock, or an expired deadline), else
+  // waits until *d.
+  bool try_lock(const futex::deadline* d, const char* type, void* self) noexcept {
+    owner_.before_lock(type, self);
+    tsan::pre_lock(self, tsan::flag::try_lock);
+    const bool ok = d == nullptr ? word_.try_lock() : word_.lock_until(*d);
+    tsan::post_lock(
+        self, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
+    if (ok) owner_.locked_by_me();
+    return ok;
+  }
+
+  void unlock(const char* type, void* self) noexcept {
+    owner_.before_unlock(type, self);
+    tsan::pre_unlock(self, 0);
+    word_.unlock();
+    tsan::post_unlock(self, 0);
+  }
+
+  void destroy(const char* type, void* self) noexcept {
+    owner_.on_destroy(type, self, word_);
+    tsan::mutex_destroy(self, 0);
+  }
+
+ private:
+  mutex_word word_;
+  [[no_unique_address]] owner_check owner_;
+};
+
 }  // namespace detail
 
 class HWSYNC_CAPABILITY("mutex") mutex {
@@ -175,40 +219,23 @@ class HWSYNC_CAPABILITY("mutex") mutex {
   mutex& operator=(const mutex&) = delete;
 #if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
   ~mutex() {
-    owner_.on_destroy(type_name, this, word_);
-    tsan::mutex_destroy(this, 0);
+    impl_.destroy(type_name, this);
   }
 #endif
 
   void lock() HWSYNC_ACQUIRE() {
-    owner_.before_lock(type_name, this);
-    tsan::pre_lock(this, 0);
-    word_.lock();
-    tsan::post_lock(this, 0, 0);
-    owner_.locked_by_me();
+    impl_.lock(type_name, this);
   }
-
   bool try_lock() HWSYNC_TRY_ACQUIRE(true) {
-    owner_.before_lock(type_name, this);
-    tsan::pre_lock(this, tsan::flag::try_lock);
-    const bool ok = word_.try_lock();
-    tsan::post_lock(
-        this, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
-    if (ok) owner_.locked_by_me();
-    return ok;
+    return impl_.try_lock(nullptr, type_name, this);
   }
-
   void unlock() HWSYNC_RELEASE() {
-    owner_.before_unlock(type_name, this);
-    tsan::pre_unlock(this, 0);
-    word_.unlock();
-    tsan::post_unlock(this, 0);
+    impl_.unlock(type_name, this);
   }
 
  private:
   static constexpr const char* type_name = "hwsync::mutex";
-  detail::mutex_word word_;
-  [[no_unique_address]] detail::owner_check owner_;
+  detail::checked_mutex_word impl_;
 };
 
 class HWSYNC_CAPABILITY("mutex") timed_mutex {
@@ -218,28 +245,18 @@ class HWSYNC_CAPABILITY("mutex") timed_mutex {
   timed_mutex& operator=(const timed_mutex&) = delete;
 #if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
   ~timed_mutex() {
-    owner_.on_destroy(type_name, this, word_);
-    tsan::mutex_destroy(this, 0);
+    impl_.destroy(type_name, this);
   }
 #endif
 
   void lock() HWSYNC_ACQUIRE() {
-    owner_.before_lock(type_name, this);
-    tsan::pre_lock(this, 0);
-    word_.lock();
-    tsan::post_lock(this, 0, 0);
-    owner_.locked_by_me();
+    impl_.lock(type_name, this);
   }
-
   bool try_lock() HWSYNC_TRY_ACQUIRE(true) {
-    return lock_until(futex::deadline::never(), true);
+    return impl_.try_lock(nullptr, type_name, this);
   }
-
   void unlock() HWSYNC_RELEASE() {
-    owner_.before_unlock(type_name, this);
-    tsan::pre_unlock(this, 0);
-    word_.unlock();
-    tsan::post_unlock(this, 0);
+    impl_.unlock(type_name, this);
   }
 
   template <class Rep, class Period>
@@ -253,35 +270,24 @@ class HWSYNC_CAPABILITY("mutex") timed_mutex {
       HWSYNC_TRY_ACQUIRE(true) {
     using namespace std::chrono;
     if constexpr (std::is_same_v<Clock, steady_clock> || std::is_same_v<Clock, system_clock>) {
-      return lock_until(futex::deadline::at(time_point_cast<typename Clock::duration>(abs)), false);
+      const auto d = futex::deadline::at(time_point_cast<typename Clock::duration>(abs));
+      return impl_.try_lock(&d, type_name, this);
     } else {
       // A clock the kernel cannot wait on: wait in steady_clock slices and
       // re-read the user's clock, which may run at another rate or jump.
       for (;;) {
         const auto now = Clock::now();
-        if (now >= abs) return lock_until(futex::deadline::never(), true);
-        const auto slice = ceil<steady_clock::duration>(abs - now);
-        if (lock_until(futex::deadline::at(steady_clock::now() + slice), false)) return true;
+        if (now >= abs) return impl_.try_lock(nullptr, type_name, this);
+        const auto d =
+            futex::deadline::at(steady_clock::now() + ceil<steady_clock::duration>(abs - now));
+        if (impl_.try_lock(&d, type_name, this)) return true;
       }
     }
   }
 
  private:
   static constexpr const char* type_name = "hwsync::timed_mutex";
-
-  // try_only: a single attempt (try_lock, or an expired deadline).
-  bool lock_until(const futex::deadline& d, bool try_only) HWSYNC_NO_THREAD_SAFETY_ANALYSIS {
-    owner_.before_lock(type_name, this);
-    tsan::pre_lock(this, tsan::flag::try_lock);
-    const bool ok = try_only ? word_.try_lock() : word_.lock_until(d);
-    tsan::post_lock(
-        this, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
-    if (ok) owner_.locked_by_me();
-    return ok;
-  }
-
-  detail::mutex_word word_;
-  [[no_unique_address]] detail::owner_check owner_;
+  detail::checked_mutex_word impl_;
 };
 
 #if !HWSYNC_DEBUG_CHECKS

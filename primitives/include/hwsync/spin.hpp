@@ -68,6 +68,8 @@ class spinner {
 
   // Steps taken so far (for statistics and tests).
   std::uint32_t steps() const noexcept { return steps_; }
+  // The wait the next spin() will make, in ticks (0 before the first).
+  cycle_clock::ticks next_interval() const noexcept { return interval_; }
 
  private:
   bool first_step() noexcept;

@@ -1,5 +1,7 @@
-// Correct use of a hwsync::mutex capability: compiles clean under
-// clang -Wthread-safety -Werror.
+// hwsync::mutex as a capability under clang -Wthread-safety. Compiled twice
+// by check.cmake: as it is, it must compile clean; with
+// -DHWSYNC_PLANT_UNGUARDED_WRITE, the unguarded write must be an error
+// ("requires holding mutex 'm_' exclusively").
 #include <hwsync/mutex.hpp>
 
 class account {
@@ -7,9 +9,13 @@ class account {
   // Explicit lock()/unlock(): libstdc++'s std::lock_guard carries no
   // capability attributes (libc++'s does), so the analysis cannot see it.
   void deposit(long amount) {
+#ifndef HWSYNC_PLANT_UNGUARDED_WRITE
     m_.lock();
+#endif
     balance_ += amount;
+#ifndef HWSYNC_PLANT_UNGUARDED_WRITE
     m_.unlock();
+#endif
   }
   bool try_withdraw(long amount) {
     if (!m_.try_lock()) return false;
