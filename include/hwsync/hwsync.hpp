@@ -2,6 +2,7 @@
 // Belongs to the umbrella target hwsync::hwsync, which links all components.
 #pragma once
 
+#include "hwsync/condition_variable.hpp"
 #include "hwsync/cycle_clock.hpp"
 #include "hwsync/futex.hpp"
 #include "hwsync/mutex.hpp"

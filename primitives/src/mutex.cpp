@@ -60,18 +60,20 @@ fair_slot& fair_slot_of(const void* m) noexcept {
 // can help, then registers as a waiter and parks; after each wake-up it spins
 // and tries again. `registered`: counted in WAITERS. `spinner_woken`: this
 // thread set WOKEN while spinning and must clear it when it stops spinning.
-bool mutex_word::lock_contended(const futex::deadline& d) noexcept {
+// `registered`: the caller is already counted in WAITERS (a thread that a
+// condition variable requeued onto this word).
+bool mutex_word::lock_contended(const futex::deadline& d, bool registered) noexcept {
   // The fast path's CAS fails whenever any bit is set, including a free lock
   // with registered waiters: barge for it before paying for the clock read
   // and the spinner below.
-  for (std::uint32_t s = word_.load(std::memory_order_relaxed); (s & (locked | handoff)) == 0;) {
+  for (std::uint32_t s = word_.load(std::memory_order_relaxed);
+       !registered && (s & (locked | handoff)) == 0;) {
     if (word_.compare_exchange_weak(s, s | locked, std::memory_order_acquire,
                                     std::memory_order_relaxed))
       return true;
   }
   const cycle_clock::ticks arrived = cycle_clock::now();
   const cycle_clock::ticks bound = fairness_bound();
-  bool registered = false;
   bool spinner_woken = false;
 
   // Whether this thread may take the lock in state s.

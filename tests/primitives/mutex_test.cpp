@@ -258,12 +258,88 @@ TEST_P(MutexMisuse, AbortsWithAMessage) {
 
 INSTANTIATE_TEST_SUITE_P(
     DebugChecks, MutexMisuse,
-    ::testing::Values(misuse_case{"unlock_by_non_owner", "hwsync::mutex at 0x"},
-                      misuse_case{"unlock_by_non_owner",
-                                  "unlock() by a thread that does not hold it"},
-                      misuse_case{"unlock_unlocked", "unlock() of a mutex that is not locked"},
-                      misuse_case{"relock_by_holder", "lock() by the thread that already holds it"},
-                      misuse_case{"destroy_held", "destroyed while locked"},
-                      misuse_case{"timed_unlock_by_non_owner", "hwsync::timed_mutex at 0x"}));
+    ::testing::Values(
+        misuse_case{"unlock_by_non_owner", "hwsync::mutex at 0x"},
+        misuse_case{"unlock_by_non_owner", "unlock() by a thread that does not hold it"},
+        misuse_case{"unlock_unlocked", "unlock() of a mutex that is not locked"},
+        misuse_case{"relock_by_holder", "lock() by the thread that already holds it"},
+        misuse_case{"destroy_held", "destroyed while locked"},
+        misuse_case{"timed_unlock_by_non_owner", "hwsync::timed_mutex at 0x"},
+        misuse_case{"recursive_unlock_by_non_owner", "hwsync::recursive_mutex at 0x"}));
+
+}  // namespace
+
+namespace {
+
+template <class M>
+class RecursiveMutexTest : public ::testing::Test {};
+using RecursiveTypes = ::testing::Types<hwsync::recursive_mutex, hwsync::recursive_timed_mutex>;
+TYPED_TEST_SUITE(RecursiveMutexTest, RecursiveTypes);
+
+TYPED_TEST(RecursiveMutexTest, TheHolderRelocksAndOthersWaitForTheLastUnlock) {
+  TypeParam m;
+  m.lock();
+  EXPECT_TRUE(m.try_lock());
+  m.lock();
+  std::atomic<bool> got{false};
+  std::thread other([&] {
+    std::lock_guard g(m);
+    got = true;
+  });
+  m.unlock();
+  m.unlock();
+  std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(got.load());  // still held once
+  m.unlock();
+  other.join();
+  EXPECT_TRUE(got.load());
+}
+
+TYPED_TEST(RecursiveMutexTest, StdAdaptorsNest) {
+  TypeParam m;
+  std::lock_guard a(m);
+  std::unique_lock b(m);
+  std::scoped_lock c(m);
+  EXPECT_TRUE(b.owns_lock());
+}
+
+TEST(RecursiveTimedMutex, TimedLockOfAnotherThreadsMutexTimesOut) {
+  hwsync::recursive_timed_mutex m;
+  m.lock();
+  std::thread([&] {
+    const auto t0 = steady::now();
+    EXPECT_FALSE(m.try_lock_for(20ms));
+    EXPECT_GE(steady::now() - t0, 20ms);
+    EXPECT_FALSE(m.try_lock_until(std::chrono::system_clock::now() + 5ms));
+  }).join();
+  EXPECT_TRUE(m.try_lock_for(0ms));  // the holder relocks at once
+  m.unlock();
+  m.unlock();
+}
+
+// Depth overflow is reported, not wrapped: a one-byte depth reaches it.
+TEST(RecursiveMutex, DepthOverflowThrowsAndLeavesTheLockConsistent) {
+  hwsync::detail::basic_recursive_mutex<std::uint8_t> m;
+  int self = 0;
+  for (int i = 0; i < 255; ++i) m.lock("test", &self);
+  EXPECT_EQ(m.depth(), 255);
+  try {
+    m.lock("test", &self);
+    FAIL() << "lock() past the maximum depth did not throw";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::resource_unavailable_try_again);
+    EXPECT_NE(std::string(e.what()).find("maximum depth 255"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(m.try_lock(nullptr, &self));
+  EXPECT_EQ(m.depth(), 255);
+  for (int i = 0; i < 255; ++i) m.unlock("test", &self);
+  EXPECT_EQ(m.depth(), 0);
+  bool free_for_others = false;
+  std::thread([&] {
+    free_for_others = m.try_lock(nullptr, &self);
+    if (free_for_others) m.unlock("test", &self);
+  }).join();
+  EXPECT_TRUE(free_for_others);
+}
 
 }  // namespace

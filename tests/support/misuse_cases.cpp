@@ -45,6 +45,13 @@ int timed_unlock_by_non_owner() {
   return 0;
 }
 
+int recursive_unlock_by_non_owner() {
+  static hwsync::recursive_mutex m;
+  m.lock();
+  std::thread([] { m.unlock(); }).join();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -60,7 +67,8 @@ int main(int argc, char** argv) {
                          {"unlock_unlocked", unlock_unlocked},
                          {"relock_by_holder", relock_by_holder},
                          {"destroy_held", destroy_held},
-                         {"timed_unlock_by_non_owner", timed_unlock_by_non_owner}};
+                         {"timed_unlock_by_non_owner", timed_unlock_by_non_owner},
+                         {"recursive_unlock_by_non_owner", recursive_unlock_by_non_owner}};
   for (const entry& c : cases) {
     if (std::strcmp(argv[1], c.name) == 0) {
       c.run();

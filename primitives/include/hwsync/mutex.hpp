@@ -1,4 +1,5 @@
-// hwsync/mutex.hpp — hwsync::mutex and hwsync::timed_mutex.
+// hwsync/mutex.hpp — hwsync::mutex, timed_mutex, recursive_mutex and
+// recursive_timed_mutex.
 //
 // Contract
 //   Drop-in for std::mutex / std::timed_mutex: Lockable and TimedLockable,
@@ -56,9 +57,13 @@
 //   set, so a free, unreserved mutex never has a sleeper nobody will wake.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
+#include <system_error>
 #include <type_traits>
 
 #include "hwsync/config.hpp"
@@ -118,8 +123,18 @@ class mutex_word {
   bool is_locked() const noexcept { return (word_.load(std::memory_order_relaxed) & locked) != 0; }
   std::uint32_t raw() const noexcept { return word_.load(std::memory_order_relaxed); }
 
+  // Wait morphing (hwsync::condition_variable). The thread holding the lock
+  // counts one more waiter on behalf of a thread it is about to requeue
+  // onto this word with futex::cmp_requeue; the requeued thread, once it
+  // runs, takes the lock as the registered waiter it now is. Together they
+  // keep WAITERS exact, and the requeued thread sleeps here only while the
+  // lock is held, as every waiter does.
+  void add_requeued_waiter() noexcept { word_.fetch_add(one_waiter, std::memory_order_relaxed); }
+  void lock_requeued() noexcept { lock_contended(futex::deadline::never(), true); }
+  const futex::word& futex_word() const noexcept { return word_; }
+
  private:
-  bool lock_contended(const futex::deadline& d) noexcept;
+  bool lock_contended(const futex::deadline& d, bool registered = false) noexcept;
   void unlock_contended(std::uint32_t state) noexcept;
 
   futex::word word_{0};
@@ -166,6 +181,28 @@ class owner_check {
       owner_{};
 };
 
+// Runs attempt(deadline*) until `abs` on any clock: steady_clock and
+// system_clock deadlines go to the kernel as they are (CLOCK_MONOTONIC /
+// CLOCK_REALTIME); a clock the kernel cannot wait on is waited in
+// steady_clock slices, re-reading that clock, which may run at another rate
+// or jump. A deadline already past makes one attempt (attempt(nullptr)).
+template <class Clock, class Duration, class Attempt>
+bool wait_until_on(const std::chrono::time_point<Clock, Duration>& abs, Attempt attempt) {
+  using namespace std::chrono;
+  if constexpr (std::is_same_v<Clock, steady_clock> || std::is_same_v<Clock, system_clock>) {
+    const auto d = futex::deadline::at(time_point_cast<typename Clock::duration>(abs));
+    return attempt(&d);
+  } else {
+    for (;;) {
+      const auto now = Clock::now();
+      if (now >= abs) return attempt(nullptr);
+      const auto d =
+          futex::deadline::at(steady_clock::now() + ceil<steady_clock::duration>(abs - now));
+      if (attempt(&d)) return true;
+    }
+  }
+}
+
 // The lock word with the tools around it — owner tracking for debug checks
 // and the ThreadSanitizer annotations — shared by mutex and timed_mutex,
 // which are thin wrappers carrying the capability attributes. `type` names
@@ -205,6 +242,16 @@ class checked_mutex_word {
     tsan::mutex_destroy(self, 0);
   }
 
+  // For condition_variable's wait morphing (see mutex_word).
+  void lock_requeued(const char* type, void* self) noexcept {
+    owner_.before_lock(type, self);
+    tsan::pre_lock(self, 0);
+    word_.lock_requeued();
+    tsan::post_lock(self, 0, 0);
+    owner_.locked_by_me();
+  }
+  mutex_word& word() noexcept { return word_; }
+
  private:
   mutex_word word_;
   [[no_unique_address]] owner_check owner_;
@@ -234,6 +281,7 @@ class HWSYNC_CAPABILITY("mutex") mutex {
   }
 
  private:
+  friend class condition_variable;
   static constexpr const char* type_name = "hwsync::mutex";
   detail::checked_mutex_word impl_;
 };
@@ -268,26 +316,169 @@ class HWSYNC_CAPABILITY("mutex") timed_mutex {
   template <class Clock, class Duration>
   bool try_lock_until(const std::chrono::time_point<Clock, Duration>& abs)
       HWSYNC_TRY_ACQUIRE(true) {
-    using namespace std::chrono;
-    if constexpr (std::is_same_v<Clock, steady_clock> || std::is_same_v<Clock, system_clock>) {
-      const auto d = futex::deadline::at(time_point_cast<typename Clock::duration>(abs));
-      return impl_.try_lock(&d, type_name, this);
-    } else {
-      // A clock the kernel cannot wait on: wait in steady_clock slices and
-      // re-read the user's clock, which may run at another rate or jump.
-      for (;;) {
-        const auto now = Clock::now();
-        if (now >= abs) return impl_.try_lock(nullptr, type_name, this);
-        const auto d =
-            futex::deadline::at(steady_clock::now() + ceil<steady_clock::duration>(abs - now));
-        if (impl_.try_lock(&d, type_name, this)) return true;
-      }
-    }
+    return detail::wait_until_on(
+        abs, [&](const futex::deadline* d) { return impl_.try_lock(d, type_name, this); });
   }
 
  private:
   static constexpr const char* type_name = "hwsync::timed_mutex";
   detail::checked_mutex_word impl_;
+};
+
+namespace detail {
+
+// Owner and depth over the same lock word. The owner is pthread_self(),
+// compared only by the thread that may equal it, so a relaxed atomic is
+// enough. Depth is a template parameter so that tests can reach the
+// overflow without 2^32 locks.
+template <class Depth>
+class basic_recursive_mutex {
+ public:
+  static constexpr Depth max_depth = static_cast<Depth>(~Depth{0});
+
+  void lock(const char* type, void* self) {
+    if (held_by_me()) {
+      if (depth_ == max_depth) throw_depth_overflow(type);
+      relock(self);
+      return;
+    }
+    tsan::pre_lock(self, tsan::flag::write_reentrant);
+    word_.lock();
+    owner_.store(pthread_self(), std::memory_order_relaxed);
+    depth_ = 1;
+    tsan::post_lock(self, tsan::flag::write_reentrant, 0);
+  }
+
+  // d null: one attempt. A depth overflow fails the attempt, as std allows.
+  bool try_lock(const futex::deadline* d, void* self) noexcept {
+    if (held_by_me()) {
+      if (depth_ == max_depth) return false;
+      relock(self);
+      return true;
+    }
+    constexpr unsigned f = tsan::flag::write_reentrant | tsan::flag::try_lock;
+    tsan::pre_lock(self, f);
+    const bool ok = d == nullptr ? word_.try_lock() : word_.lock_until(*d);
+    if (ok) {
+      owner_.store(pthread_self(), std::memory_order_relaxed);
+      depth_ = 1;
+    }
+    tsan::post_lock(self, ok ? f : f | tsan::flag::try_lock_failed, 0);
+    return ok;
+  }
+
+  void unlock(const char* type, void* self) noexcept {
+    if constexpr (debug::checks_enabled) {
+      if (!held_by_me()) debug::misuse(type, self, "unlock() by a thread that does not hold it");
+    }
+    tsan::pre_unlock(self, tsan::flag::write_reentrant);
+    if (--depth_ == 0) {
+      owner_.store(pthread_t{}, std::memory_order_relaxed);
+      word_.unlock();
+    }
+    tsan::post_unlock(self, tsan::flag::write_reentrant);
+  }
+
+  void destroy(const char* type, void* self) noexcept {
+    if constexpr (debug::checks_enabled) {
+      if (word_.is_locked()) debug::misuse(type, self, "destroyed while locked");
+    }
+    tsan::mutex_destroy(self, tsan::flag::write_reentrant);
+  }
+
+  Depth depth() const noexcept { return depth_; }
+
+ private:
+  bool held_by_me() const noexcept {
+    return pthread_equal(owner_.load(std::memory_order_relaxed), pthread_self()) != 0;
+  }
+  void relock(void* self) noexcept {
+    tsan::pre_lock(self, tsan::flag::write_reentrant);
+    ++depth_;
+    tsan::post_lock(self, tsan::flag::write_reentrant, 0);
+  }
+  [[noreturn]] static void throw_depth_overflow(const char* type) {
+    throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                            std::string(type) + ": lock() by the holder at the maximum depth " +
+                                std::to_string(static_cast<unsigned long long>(max_depth)));
+  }
+
+  mutex_word word_;
+  Depth depth_ = 0;  // written only by the owner
+  std::atomic<pthread_t> owner_{};
+};
+
+}  // namespace detail
+
+// std::recursive_mutex's API: the holder may lock again, and must unlock as
+// many times. 16 bytes (lock word, depth, owner). lock() at the maximum
+// depth (2^32 - 1) throws std::system_error(resource_unavailable_try_again),
+// like glibc's EAGAIN; try_lock() returns false there. Otherwise as mutex:
+// the same lock word, spinning, parking and fairness.
+class HWSYNC_CAPABILITY("mutex") recursive_mutex {
+ public:
+  recursive_mutex() noexcept = default;
+  recursive_mutex(const recursive_mutex&) = delete;
+  recursive_mutex& operator=(const recursive_mutex&) = delete;
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
+  ~recursive_mutex() {
+    impl_.destroy(type_name, this);
+  }
+#endif
+
+  void lock() HWSYNC_ACQUIRE() {
+    impl_.lock(type_name, this);
+  }
+  bool try_lock() noexcept HWSYNC_TRY_ACQUIRE(true) {
+    return impl_.try_lock(nullptr, this);
+  }
+  void unlock() HWSYNC_RELEASE() {
+    impl_.unlock(type_name, this);
+  }
+
+ private:
+  static constexpr const char* type_name = "hwsync::recursive_mutex";
+  detail::basic_recursive_mutex<std::uint32_t> impl_;
+};
+
+// recursive_mutex with try_lock_for / try_lock_until (clocks as timed_mutex).
+class HWSYNC_CAPABILITY("mutex") recursive_timed_mutex {
+ public:
+  recursive_timed_mutex() noexcept = default;
+  recursive_timed_mutex(const recursive_timed_mutex&) = delete;
+  recursive_timed_mutex& operator=(const recursive_timed_mutex&) = delete;
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
+  ~recursive_timed_mutex() {
+    impl_.destroy(type_name, this);
+  }
+#endif
+
+  void lock() HWSYNC_ACQUIRE() {
+    impl_.lock(type_name, this);
+  }
+  bool try_lock() noexcept HWSYNC_TRY_ACQUIRE(true) {
+    return impl_.try_lock(nullptr, this);
+  }
+  void unlock() HWSYNC_RELEASE() {
+    impl_.unlock(type_name, this);
+  }
+
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& rel) HWSYNC_TRY_ACQUIRE(true) {
+    return try_lock_until(std::chrono::steady_clock::now() +
+                          std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+  }
+
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& abs)
+      HWSYNC_TRY_ACQUIRE(true) {
+    return detail::wait_until_on(abs,
+                                 [&](const futex::deadline* d) { return impl_.try_lock(d, this); });
+  }
+
+ private:
+  static constexpr const char* type_name = "hwsync::recursive_timed_mutex";
+  detail::basic_recursive_mutex<std::uint32_t> impl_;
 };
 
 #if !HWSYNC_DEBUG_CHECKS
