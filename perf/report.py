@@ -34,9 +34,11 @@ LOCK_NAMES = {
     "tbb_queuing_mutex": "tbb::queuing_mutex",
     "tbb_mutex": "tbb::mutex",
     "ttas_spinlock": "TTAS spinlock",
+    "hwsync_condition_variable": "hwsync::condition_variable",
+    "std_condition_variable": "std::condition_variable",
 }
 # The std type each primitive is compared with.
-BASELINES = {"mutex": "std_mutex"}
+BASELINES = {"mutex": "std_mutex", "condvar": "std_condition_variable"}
 # Name segments GB appends that are not parameters of the scenario.
 GB_SUFFIXES = ("iterations", "min_time", "repeats", "min_warmup_time")
 
@@ -436,6 +438,12 @@ def key_table(p, hw):
                      fmt_ratio(ratio(v_hw, v_b)), better,
                      "n/a" if cv is None else f"{100 * cv:.0f}%"])
 
+    KEY_ROWS.get(p.name, lambda p, add: None)(p, add)
+    return md_table(["scenario", "metric", lock_name(hw), lock_name(b),
+                     "ratio", "better", f"{lock_name(hw)} cv"], rows)
+
+
+def mutex_key_rows(p, add):
     add("uncontended", "cycles/op", "cycles_per_op", "lower")
     for t in p.param_values("contended_short", "threads"):
         add("contended_short", "acquisitions/s", "items_per_second", "higher", threads=t)
@@ -447,8 +455,21 @@ def key_table(p, hw):
         add("handoff", "p99.9 ns", "p999_ns", "lower", hold_us=h)
     for t in p.param_values("fairness", "threads"):
         add("fairness", "slowest/fastest", "fairness", "higher", threads=t)
-    return md_table(["scenario", "metric", lock_name(hw), lock_name(b),
-                     "ratio", "better", f"{lock_name(hw)} cv"], rows)
+
+
+def condvar_key_rows(p, add):
+    add("pingpong", "p50 ns", "p50_ns", "lower")
+    add("pingpong", "p99 ns", "p99_ns", "lower")
+    add("pingpong", "turns/s", "items_per_second", "higher")
+    for t in p.param_values("prodcons", "threads"):
+        add("prodcons", "items/s", "items_per_second", "higher", threads=t)
+        add("prodcons", "CPU ns/item", "cpu_ns_per_item", "lower", threads=t)
+    for w in p.param_values("broadcast", "waiters"):
+        add("broadcast", "context switches/broadcast", "vcsw_per_broadcast", "lower", waiters=w)
+        add("broadcast", "broadcasts/s", "items_per_second", "higher", waiters=w)
+
+
+KEY_ROWS = {"mutex": mutex_key_rows, "condvar": condvar_key_rows}
 
 
 def mutex_targets(p, hw):
@@ -515,7 +536,76 @@ def mutex_targets(p, hw):
     return out
 
 
-TARGETS = {"mutex": mutex_targets}
+def condvar_targets(p, hw):
+    """The issue's targets for hwsync::condition_variable."""
+    b = p.baseline
+    out = []
+
+    def status(ok):
+        return "missing" if ok is None else ("**met**" if ok else "**NOT met**")
+
+    r = ratio(p.value("pingpong", hw, "p50_ns"), p.value("pingpong", b, "p50_ns"))
+    out.append(("Ping-pong p50 latency ≤ 1.0× std::condition_variable",
+                "missing" if r is None else fmt_ratio(r), status(None if r is None else r <= 1.0)))
+    for w in p.param_values("broadcast", "waiters"):
+        r = ratio(p.value("broadcast", hw, "vcsw_per_broadcast", waiters=w),
+                  p.value("broadcast", b, "vcsw_per_broadcast", waiters=w))
+        out.append((f"Wake-ups (context switches) per notify_all with {w} waiters ≤ 0.5× std's",
+                    "missing" if r is None else fmt_ratio(r),
+                    status(None if r is None else r <= 0.5)))
+    return out
+
+
+def scenario_pingpong(p):
+    rows = []
+    for impl in p.locks:
+        r = p.find("pingpong", impl)
+        rows.append([lock_name(impl)] + [missing_or(r, fmt_num(None if r is None else r.get(k)))
+                                          for k in ("p50_ns", "p99_ns", "p999_ns",
+                                                    "items_per_second", "vcsw_per_kop")])
+    return ("### Ping-pong (2 threads taking turns)\n\n"
+            "Latency from just before notify_one() to just after the woken thread's wait() "
+            "returns, from a cycle-accurate histogram; turns per second; context switches per "
+            "1000 turns (1000: every turn woke a sleeper).\n\n" +
+            md_table(["implementation", "p50 ns", "p99 ns", "p99.9 ns", "turns/s",
+                      "switches/1k turns"], rows))
+
+
+def scenario_prodcons(p):
+    rows = []
+    for t in p.param_values("prodcons", "threads"):
+        for impl in p.locks:
+            r = p.find("prodcons", impl, threads=t)
+            rows.append([lock_name(impl), str(t)] +
+                        [missing_or(r, fmt_num(None if r is None else r.get(k)))
+                         for k in ("items_per_second", "cpu_ns_per_item", "vcsw_per_kop")])
+    return ("### Producer/consumer (bounded queue of 16, notify_one)\n\n" +
+            md_table(["implementation", "threads", "items/s", "CPU ns/item",
+                      "switches/1k items"], rows))
+
+
+def scenario_broadcast(p):
+    rows = []
+    for w in p.param_values("broadcast", "waiters"):
+        for impl in p.locks:
+            r = p.find("broadcast", impl, waiters=w)
+            vcsw = None if r is None else r.get("vcsw_per_broadcast")
+            futile = None if vcsw is None else vcsw - (w + 1)
+            rows.append([lock_name(impl), str(w), missing_or(r, fmt_num(vcsw)),
+                         missing_or(r, fmt_num(futile)),
+                         missing_or(r, fmt_num(None if r is None else r.get("items_per_second"))),
+                         missing_or(r, fmt_num(None if r is None else r.get("cpu_us_per_broadcast")))])
+    return ("### notify_all\n\n"
+            "One thread bumps a generation number and calls notify_all; every waiter wakes, "
+            "sees it, and the last one tells the broadcaster. Context switches are voluntary "
+            "ones (a thread blocking) per broadcast. Each waiter must block once per round and "
+            "the broadcaster once, so waiters + 1 is the floor for any design whose waiters "
+            "sleep; the rest (futile) are waiters woken only to block again on the mutex.\n\n" +
+            md_table(["implementation", "waiters", "switches/broadcast", "futile",
+                      "broadcasts/s", "CPU µs/broadcast"], rows))
+
+
+TARGETS = {"mutex": mutex_targets, "condvar": condvar_targets}
 
 
 # ---------------------------------------------------------------------------
@@ -576,6 +666,16 @@ def plots(p, out_dir):
 # ---------------------------------------------------------------------------
 
 
+# The tables of each primitive, in report order, by scenario name.
+SECTIONS = {
+    "mutex": {"uncontended": scenario_uncontended, "contended_short": scenario_contended,
+              "long_cs": scenario_long_cs, "handoff": scenario_handoff,
+              "fairness": scenario_fairness},
+    "condvar": {"pingpong": scenario_pingpong, "prodcons": scenario_prodcons,
+                "broadcast": scenario_broadcast},
+}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir")
@@ -615,9 +715,7 @@ def main():
             if name in TARGETS:
                 md += [f"### Targets for {lock_name(hw)}", "",
                        md_table(["target", "measured", "status"], TARGETS[name](p, hw)), ""]
-        sections = {"uncontended": scenario_uncontended, "contended_short": scenario_contended,
-                    "long_cs": scenario_long_cs, "handoff": scenario_handoff,
-                    "fairness": scenario_fairness}
+        sections = SECTIONS.get(name, {})
         seen = []
         for r in p.results:
             if r.scenario not in seen:
@@ -625,7 +723,7 @@ def main():
         for s in sections:
             if s in seen:
                 md += ["", sections[s](p)]
-        others = [s for s in seen if s not in sections]
+        others = [s for s in seen if s not in sections and not s.endswith("_floor")]
         if others:
             md += ["", "Scenarios without a table in this report: " + ", ".join(others)]
         failed = [r for r in p.results if r.error is not None]

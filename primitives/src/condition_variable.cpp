@@ -3,6 +3,7 @@
 #include "hwsync/condition_variable.hpp"
 
 #include "hwsync/debug_checks.hpp"
+#include "hwsync/spin.hpp"
 
 namespace hwsync {
 
@@ -28,40 +29,52 @@ void condition_variable::unlink(cv_waiter* w) noexcept {
 void condition_variable::notify_one() noexcept {
   list_lock_.lock();
   cv_waiter* w = head_;
+  bool sleeping = false;
   if (w) {
     unlink(w);
-    w->state.store(cv_waiter::signaled, std::memory_order_release);
+    sleeping = (w->state.exchange(cv_waiter::signaled, std::memory_order_acq_rel) &
+                cv_waiter::parked) != 0;
   }
   list_lock_.unlock();
   // The waiter may already have seen `signaled`, returned and reused its
   // stack: a wake on that address is at worst a spurious wake-up of some
   // other futex waiter there, which every futex user tolerates.
-  if (w) futex::wake_one(w->state);
+  if (sleeping) futex::wake_one(w->state);
 }
 
 void condition_variable::notify_all() noexcept {
   list_lock_.lock();
   cv_waiter* first = head_;
   head_ = tail_ = nullptr;
+  bool first_sleeping = false;
   // Each waiter learns its successor before its new state is published, and
   // the loop reads nothing of a node after publishing it: the first waiter
   // may run, finish and free its node at once.
   for (cv_waiter* w = first; w != nullptr;) {
     cv_waiter* const next = w->next;
     w->successor = next;
-    w->state.store(w == first ? cv_waiter::signaled : cv_waiter::chained,
-                   std::memory_order_release);
+    if (w == first) {
+      first_sleeping = (w->state.exchange(cv_waiter::signaled, std::memory_order_acq_rel) &
+                        cv_waiter::parked) != 0;
+    } else {
+      // Keep `parked`: the predecessor must know whether to requeue.
+      std::uint32_t s = w->state.load(std::memory_order_relaxed);
+      while (!w->state.compare_exchange_weak(s, cv_waiter::chained | (s & cv_waiter::parked),
+                                             std::memory_order_acq_rel)) {
+      }
+    }
     w = next;
   }
   list_lock_.unlock();
-  if (first) futex::wake_one(first->state);
+  if (first_sleeping) futex::wake_one(first->state);
 }
 
 bool condition_variable::leave_list(cv_waiter* w) noexcept {
   // notify moves a waiter off `waiting` only under the list lock, so under
   // it the state read here is final for this decision.
   list_lock_.lock();
-  const bool still_waiting = w->state.load(std::memory_order_relaxed) == cv_waiter::waiting;
+  const bool still_waiting =
+      (w->state.load(std::memory_order_relaxed) & ~cv_waiter::parked) == cv_waiter::waiting;
   if (still_waiting) unlink(w);
   list_lock_.unlock();
   return still_waiting;
@@ -76,13 +89,16 @@ namespace {
 // that timed out first (`leaving`) takes the mutex by itself and carries the
 // chain on.
 void pass_chain(cv_waiter* successor) noexcept {
-  std::uint32_t expected = cv_waiter::chained;
-  if (!successor->state.compare_exchange_strong(expected, cv_waiter::requeued,
-                                                std::memory_order_acq_rel))
-    return;
+  std::uint32_t s = successor->state.load(std::memory_order_acquire);
+  do {
+    if ((s & ~cv_waiter::parked) != cv_waiter::chained) return;  // leaving
+  } while (
+      !successor->state.compare_exchange_weak(s, cv_waiter::requeued, std::memory_order_acq_rel));
   detail::mutex_word& m = *successor->mutex;
   m.add_requeued_waiter();
-  futex::cmp_requeue(successor->state, m.futex_word(), cv_waiter::requeued, 0, 1);
+  // A successor that never parked sees `requeued` by itself.
+  if (s & cv_waiter::parked)
+    futex::cmp_requeue(successor->state, m.futex_word(), cv_waiter::requeued, 0, 1);
 }
 
 }  // namespace
@@ -103,22 +119,42 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lock, const futex::d
 
   bool timed_out = false;
   std::uint32_t state = me.state.load(std::memory_order_acquire);
-  while (state == cv_waiter::waiting || state == cv_waiter::chained) {
-    const futex::wait_result r =
-        d ? futex::wait_until(me.state, state, *d) : futex::wait(me.state, state);
-    state = me.state.load(std::memory_order_acquire);
-    if (r != futex::wait_result::timed_out) continue;
-    d = nullptr;  // from here on, wait only for what a notify already started
-    if (state == cv_waiter::waiting && leave_list(&me)) {
-      timed_out = true;
-      break;
+  auto still_waiting = [](std::uint32_t st) {
+    const std::uint32_t base = st & ~cv_waiter::parked;
+    return base == cv_waiter::waiting || base == cv_waiter::chained;
+  };
+  {
+    // Spin first; the spinner (and its slot) ends before the mutex is taken
+    // again, which may want to spin too.
+    spinner spin;
+    while (still_waiting(state)) {
+      if ((state & cv_waiter::parked) == 0) {
+        if (spin.spin()) {
+          state = me.state.load(std::memory_order_acquire);
+          continue;
+        }
+        if (!me.state.compare_exchange_strong(state, state | cv_waiter::parked,
+                                              std::memory_order_acq_rel))
+          continue;
+        state |= cv_waiter::parked;
+      }
+      const futex::wait_result r =
+          d ? futex::wait_until(me.state, state, *d) : futex::wait(me.state, state);
+      state = me.state.load(std::memory_order_acquire);
+      if (r != futex::wait_result::timed_out) continue;
+      d = nullptr;  // from here on, wait only for what a notify already started
+      const std::uint32_t base = state & ~cv_waiter::parked;
+      if (base == cv_waiter::waiting && leave_list(&me)) {
+        timed_out = true;
+        break;
+      }
+      if (base == cv_waiter::chained &&
+          me.state.compare_exchange_strong(state, cv_waiter::leaving, std::memory_order_acq_rel)) {
+        timed_out = true;
+        break;
+      }
+      state = me.state.load(std::memory_order_acquire);
     }
-    if (state == cv_waiter::chained &&
-        me.state.compare_exchange_strong(state, cv_waiter::leaving, std::memory_order_acq_rel)) {
-      timed_out = true;
-      break;
-    }
-    state = me.state.load(std::memory_order_acquire);
   }
 
   if (state == cv_waiter::requeued) {

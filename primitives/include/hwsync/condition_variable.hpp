@@ -10,6 +10,9 @@
 //   std::shared_lock<hwsync::shared_mutex<...>> and std::unique_lock of any
 //   mutex.
 //
+//   Blocking     A waiter spins briefly (hwsync/spin.hpp), then parks on a
+//                futex word of its own; notify makes a system call only for
+//                a waiter that really parked.
 //   Wake-ups     No spurious wake-ups from wait() (a waiter returns only when
 //                notified, or on a timeout); callers keep their predicate
 //                loops anyway, as std requires.
@@ -62,8 +65,14 @@ namespace detail {
 //              mutex                         moved onto its futex word
 //   leaving    the waiter (chained, timed    takes the mutex itself and passes
 //              out)                          its own successor on
+//   | parked   the waiter, before it sleeps  on waiting or chained: the waiter is
+//                                            (or is about to be) in futex_wait,
+//                                            so a notify must make a system call;
+//                                            without it the waiter is spinning and
+//                                            sees the new state by itself
 struct cv_waiter {
-  static constexpr std::uint32_t waiting = 0, signaled = 1, chained = 2, requeued = 3, leaving = 4;
+  static constexpr std::uint32_t waiting = 0, signaled = 1, chained = 2, requeued = 3, leaving = 4,
+                                 parked = 8;
   futex::word state{waiting};
   cv_waiter* next = nullptr;  // the list, under the condition variable's lock
   cv_waiter* prev = nullptr;
