@@ -6,5 +6,6 @@
 #include "hwsync/cycle_clock.hpp"
 #include "hwsync/futex.hpp"
 #include "hwsync/mutex.hpp"
+#include "hwsync/seqlock.hpp"
 #include "hwsync/spin.hpp"
 #include "hwsync/topology.hpp"
