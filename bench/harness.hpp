@@ -16,6 +16,11 @@
 //                     queue node must live from acquire to release.
 //   lock_traits<L>    the id of each lock in benchmark names
 //                     ("<primitive>/<scenario>/<lock id>/...").
+//   pthread_rwlock<K>, shared_locker<L>
+//                     the reader-writer peers: glibc's pthread_rwlock_t of a
+//                     kind as a SharedLockable, and one thread's handle with
+//                     lock()/unlock()/lock_shared()/unlock_shared() for every
+//                     reader-writer peer, including tbb::queuing_rw_mutex.
 //   work              busy work calibrated in cycle_clock ticks, for critical
 //                     sections of a given length.
 //   batch_timer       times each batch of a single-threaded GB loop with
@@ -46,13 +51,17 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <oneapi/tbb/mutex.h>
 #include <oneapi/tbb/queuing_mutex.h>
+#include <oneapi/tbb/queuing_rw_mutex.h>
+#include <oneapi/tbb/rw_mutex.h>
 #include <oneapi/tbb/spin_mutex.h>
+#include <oneapi/tbb/spin_rw_mutex.h>
 
 #include "hwsync/config.hpp"
 #include "hwsync/cycle_clock.hpp"
@@ -252,6 +261,96 @@ struct lock_traits<tbb::mutex> {
 template <>
 struct lock_traits<ttas_spinlock> {
   static constexpr const char* id = "ttas_spinlock";
+};
+
+// ---------------------------------------------------------------------------
+// Reader-writer locks that are not hwsync's
+
+// glibc's pthread_rwlock_t of a given kind: PTHREAD_RWLOCK_PREFER_READER_NP
+// (the default, and what std::shared_mutex wraps: waiting writers do not
+// hold back new readers) or PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP.
+template <int Kind>
+class pthread_rwlock {
+ public:
+  pthread_rwlock() noexcept {
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, Kind);
+    pthread_rwlock_init(&l_, &attr);
+    pthread_rwlockattr_destroy(&attr);
+  }
+  ~pthread_rwlock() { pthread_rwlock_destroy(&l_); }
+  pthread_rwlock(const pthread_rwlock&) = delete;
+  pthread_rwlock& operator=(const pthread_rwlock&) = delete;
+
+  void lock() noexcept { pthread_rwlock_wrlock(&l_); }
+  bool try_lock() noexcept { return pthread_rwlock_trywrlock(&l_) == 0; }
+  void unlock() noexcept { pthread_rwlock_unlock(&l_); }
+  void lock_shared() noexcept { pthread_rwlock_rdlock(&l_); }
+  bool try_lock_shared() noexcept { return pthread_rwlock_tryrdlock(&l_) == 0; }
+  void unlock_shared() noexcept { pthread_rwlock_unlock(&l_); }
+
+ private:
+  pthread_rwlock_t l_;
+};
+
+using pthread_rwlock_default = pthread_rwlock<PTHREAD_RWLOCK_PREFER_READER_NP>;
+using pthread_rwlock_prefer_writer = pthread_rwlock<PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP>;
+
+// One thread's handle on a shared reader-writer lock, as locker<L> is for
+// mutexes.
+template <class L>
+class shared_locker {
+ public:
+  explicit shared_locker(L& l) noexcept : l_(l) {}
+  void lock() { l_.lock(); }
+  void unlock() { l_.unlock(); }
+  void lock_shared() { l_.lock_shared(); }
+  void unlock_shared() { l_.unlock_shared(); }
+
+ private:
+  L& l_;
+};
+
+// Queue-based reader-writer lock: the scoped_lock is this thread's queue
+// node, in either mode.
+template <>
+class shared_locker<tbb::queuing_rw_mutex> {
+ public:
+  explicit shared_locker(tbb::queuing_rw_mutex& m) noexcept : m_(m) {}
+  void lock() { node_.acquire(m_, true); }
+  void unlock() { node_.release(); }
+  void lock_shared() { node_.acquire(m_, false); }
+  void unlock_shared() { node_.release(); }
+
+ private:
+  tbb::queuing_rw_mutex& m_;
+  tbb::queuing_rw_mutex::scoped_lock node_;
+};
+
+template <>
+struct lock_traits<std::shared_mutex> {
+  static constexpr const char* id = "std_shared_mutex";
+};
+template <>
+struct lock_traits<pthread_rwlock_default> {
+  static constexpr const char* id = "pthread_rwlock";
+};
+template <>
+struct lock_traits<pthread_rwlock_prefer_writer> {
+  static constexpr const char* id = "pthread_rwlock_prefer_writer";
+};
+template <>
+struct lock_traits<tbb::spin_rw_mutex> {
+  static constexpr const char* id = "tbb_spin_rw_mutex";
+};
+template <>
+struct lock_traits<tbb::queuing_rw_mutex> {
+  static constexpr const char* id = "tbb_queuing_rw_mutex";
+};
+template <>
+struct lock_traits<tbb::rw_mutex> {
+  static constexpr const char* id = "tbb_rw_mutex";
 };
 
 // ---------------------------------------------------------------------------

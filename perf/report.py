@@ -39,6 +39,9 @@ LOCK_NAMES = {
 }
 # The std type each primitive is compared with.
 BASELINES = {"mutex": "std_mutex", "condvar": "std_condition_variable"}
+# The hwsync ids a primitive's report is about, where not every hwsync_* id
+# in its benchmarks is (a peer may be another hwsync type).
+SUBJECTS = {}
 # Name segments GB appends that are not parameters of the scenario.
 GB_SUFFIXES = ("iterations", "min_time", "repeats", "min_warmup_time")
 
@@ -243,7 +246,8 @@ class Primitive:
         self.locks = sorted(seen, key=lambda l: (0 if l.startswith("hwsync_") else
                                                  1 if l == self.baseline else 2,
                                                  known.index(l) if l in known else len(known), l))
-        self.hwsync = [l for l in self.locks if l.startswith("hwsync_")]
+        self.hwsync = [l for l in SUBJECTS.get(name, self.locks)
+                       if l in self.locks and l.startswith("hwsync_")]
 
     def find(self, scenario, lock, **params):
         for r in self.results:
@@ -563,12 +567,15 @@ def scenario_pingpong(p):
         rows.append([lock_name(impl)] + [missing_or(r, fmt_num(None if r is None else r.get(k)))
                                           for k in ("p50_ns", "p99_ns", "p999_ns",
                                                     "items_per_second", "vcsw_per_kop")])
+    picture = ""
+    if os.path.exists(os.path.join(p.out_dir, f"{p.name}_latency_and_broadcast.png")):
+        picture = f"\n\n![latency and notify_all]({p.name}_latency_and_broadcast.png)"
     return ("### Ping-pong (2 threads taking turns)\n\n"
             "Latency from just before notify_one() to just after the woken thread's wait() "
             "returns, from a cycle-accurate histogram; turns per second; context switches per "
             "1000 turns (1000: every turn woke a sleeper).\n\n" +
             md_table(["implementation", "p50 ns", "p99 ns", "p99.9 ns", "turns/s",
-                      "switches/1k turns"], rows))
+                      "switches/1k turns"], rows) + picture)
 
 
 def scenario_prodcons(p):
@@ -610,6 +617,9 @@ TARGETS = {"mutex": mutex_targets, "condvar": condvar_targets}
 
 # ---------------------------------------------------------------------------
 # Plots
+
+# A primitive's own plot function, in place of plots() (contended_short).
+PLOTS = {}
 
 
 def plots(p, out_dir):
@@ -676,6 +686,449 @@ SECTIONS = {
 }
 
 
+# ---------------------------------------------------------------------------
+# seqlock: optimistic reads beside reader-writer locks (bench/seqlock_bench.cpp)
+
+
+def seqlock_impls(p):
+    """hwsync::seqlock first, the baseline second, then the other peers as p orders them."""
+    first = [l for l in ("hwsync_seqlock", p.baseline) if l in p.locks]
+    return first + [l for l in p.locks if l not in first]
+
+
+def seqlock_key_rows(p, add):
+    for b in p.param_values("read_uncontended", "bytes"):
+        add("read_uncontended", "cycles/read", "cycles_per_op", "lower", bytes=b)
+    for reads in sorted(p.param_values("read_mostly", "reads"), reverse=True):
+        for t in p.param_values("read_mostly", "threads"):
+            add("read_mostly", "operations/s", "items_per_second", "higher", bytes=32,
+                reads=reads, threads=t)
+
+
+def scenario_seqlock_uncontended(p):
+    sizes = p.param_values("read_uncontended", "bytes")
+    rows = []
+    for lock in seqlock_impls(p):
+        row = [lock_name(lock)]
+        for b in sizes:
+            r = p.find("read_uncontended", lock, bytes=b)
+            base = p.value("read_uncontended", p.baseline, "cycles_per_op", bytes=b)
+            row.append(missing_or(r, cell(r.get("cycles_per_op") if r else None, base)))
+        rows.append(row)
+    return ("### One reader, nothing else running\n\n"
+            "cycle_clock cycles per read of the whole value (a copy, every word checked), "
+            "median batch of 256; lower is better; in parentheses the ratio to "
+            f"{lock_name(p.baseline)} for the same size.\n\n" +
+            md_table(["implementation"] + [f"{b} bytes" for b in sizes], rows))
+
+
+def scenario_seqlock_read_mostly(p):
+    threads = p.param_values("read_mostly", "threads")
+    sizes = p.param_values("read_mostly", "bytes")
+    out = ["### Read-mostly, 1 to 8 threads",
+           "",
+           "Operations (reads + writes) per second of the whole team, and in parentheses the "
+           f"ratio to {lock_name(p.baseline)} with the same size and thread count; higher is "
+           "better. reads:99 is one write every 100 operations in every thread; reads:100 has "
+           "no writer. Beyond the machine's cores the threads are oversubscribed. A reader "
+           "that sees a torn value fails the benchmark, so every number here comes from "
+           "consistent reads."]
+    for reads in sorted(p.param_values("read_mostly", "reads"), reverse=True):
+        rows = []
+        for lock in seqlock_impls(p):
+            for b in sizes:
+                row = [lock_name(lock), str(b)]
+                for t in threads:
+                    r = p.find("read_mostly", lock, bytes=b, reads=reads, threads=t)
+                    base = p.value("read_mostly", p.baseline, "items_per_second", bytes=b,
+                                   reads=reads, threads=t)
+                    row.append(missing_or(r, cell(r.get("items_per_second") if r else None,
+                                                  base, "/s")))
+                rows.append(row)
+        out += ["", f"{reads}% reads:", "",
+                md_table(["implementation", "bytes"] + [f"{t} thr" for t in threads], rows)]
+    out += ["", "![throughput against threads, 99% reads, 32 bytes]"
+                f"({p.name}_read_mostly_throughput.png)"]
+    cpu_rows = []
+    for lock in seqlock_impls(p):
+        row = [lock_name(lock)]
+        for t in threads:
+            r = p.find("read_mostly", lock, bytes=32, reads=99, threads=t)
+            g = (lambda k: None if r is None else r.get(k))
+            row.append(missing_or(r, f"{fmt_num(g('cpu_ns_per_op'))} / "
+                                     f"{fmt_num(g('vcsw_per_kop'))}"))
+        cpu_rows.append(row)
+    out += ["", "Same runs, 99% reads, 32 bytes: CPU ns per operation (all threads) / "
+                "voluntary context switches (threads that parked) per 1000 operations.", "",
+            md_table(["implementation"] + [f"{t} thr" for t in threads], cpu_rows)]
+    return "\n".join(out)
+
+
+def seqlock_plots(p, out_dir):
+    """Throughput against threads at 99% reads, 32 bytes; returns the files written."""
+    threads = p.param_values("read_mostly", "threads")
+    if not threads:
+        return []
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+        return []
+    fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
+    for lock in seqlock_impls(p):
+        xs, ys = [], []
+        for t in threads:
+            v = p.value("read_mostly", lock, "items_per_second", bytes=32, reads=99, threads=t)
+            if v is not None and v > 0:
+                xs.append(t)
+                ys.append(v)
+        if xs:
+            hw = lock == "hwsync_seqlock"
+            ax.plot(xs, ys, marker="o", label=lock_name(lock), linewidth=2.6 if hw else 1.3,
+                    zorder=3 if hw else 2)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(threads)
+    ax.set_xticklabels([str(t) for t in threads])
+    ax.set_yscale("log")
+    ax.set_xlabel("threads")
+    ax.set_ylabel("operations per second (team)")
+    ax.set_title(f"{p.name}: 32-byte value, 99% reads")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"{p.name}_read_mostly_throughput.png")
+    fig.savefig(path)
+    plt.close(fig)
+    return [path]
+
+
+LOCK_NAMES.update({"hwsync_seqlock": "hwsync::seqlock", "std_shared_mutex": "std::shared_mutex",
+                   "pthread_rwlock": "pthread_rwlock (default)"})
+BASELINES["seqlock"] = "std_shared_mutex"
+SUBJECTS["seqlock"] = ["hwsync_seqlock"]  # hwsync::mutex is a peer there
+KEY_ROWS["seqlock"] = seqlock_key_rows
+SECTIONS["seqlock"] = {"read_uncontended": scenario_seqlock_uncontended,
+                       "read_mostly": scenario_seqlock_read_mostly}
+PLOTS["seqlock"] = seqlock_plots
+
+
+def condvar_plots(p, out_dir):
+    """Ping-pong latency percentiles and context switches per notify_all, as bars."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+        return []
+    waiters = p.param_values("broadcast", "waiters")
+    panels = [("pingpong", "ping-pong latency (ns, log scale)",
+               [("p50", "p50_ns", {}), ("p99", "p99_ns", {}), ("p99.9", "p999_ns", {})], True),
+              ("broadcast", "context switches per notify_all",
+               [(f"{w} waiters", "vcsw_per_broadcast", {"waiters": w}) for w in waiters], False)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110)
+    drawn = False
+    for ax, (scenario, title, groups, log) in zip(axes, panels):
+        width = 0.8 / max(1, len(p.locks))
+        for i, impl in enumerate(p.locks):
+            xs, ys = [], []
+            for g, (label, key, params) in enumerate(groups):
+                v = p.value(scenario, impl, key, **params)
+                if v is not None and v > 0:
+                    xs.append(g + i * width)
+                    ys.append(v)
+            if xs:
+                ax.bar(xs, ys, width=width, label=lock_name(impl))
+                drawn = True
+        ax.set_xticks([g + width * (len(p.locks) - 1) / 2 for g in range(len(groups))])
+        ax.set_xticklabels([g[0] for g in groups])
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    if not drawn:
+        plt.close(fig)
+        return []
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{p.name}: hwsync and std")
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"{p.name}_latency_and_broadcast.png")
+    fig.savefig(path)
+    plt.close(fig)
+    return [path]
+
+
+PLOTS["condvar"] = condvar_plots
+
+
+# ---------------------------------------------------------------------------
+# shared_mutex: hwsync::shared_mutex's policies beside std::shared_mutex, glibc
+# pthread_rwlock (both kinds) and oneTBB's reader-writer locks
+# (bench/shared_mutex_bench.cpp)
+
+SM_PF = "hwsync_shared_mutex_pf"
+
+
+def sm_key_rows(p, add):
+    add("uncontended_shared", "cycles/op", "cycles_per_op", "lower")
+    add("uncontended_exclusive", "cycles/op", "cycles_per_op", "lower")
+    threads = p.param_values("mixed", "threads")
+    for pct in sorted(p.param_values("mixed", "read_pct"), reverse=True):
+        for t in (2, 8, 32):
+            if t in threads:
+                add("mixed", "operations/s", "items_per_second", "higher", read_pct=pct, threads=t)
+    for n in p.param_values("writer_latency", "readers"):
+        add("writer_latency", "writer wait p50 ns", "p50_ns", "lower", readers=n)
+        add("writer_latency", "writer wait p99 ns", "p99_ns", "lower", readers=n)
+
+
+def sm_starved(p, lock, readers):
+    """True when the writer got in once, at the end: its one wait is the run's length."""
+    r = p.find("writer_latency", lock, readers=readers)
+    return r is not None and r.get("samples") is not None and r.get("samples") <= 1
+
+
+def sm_targets(p, hw):
+    """The issue's target: phase_fair writer p99 under a read load <= 0.1x std's."""
+    if hw != SM_PF:
+        return [("none for this policy (the issue's target is for phase_fair)", "—", "—")]
+    b = p.baseline
+    readers = p.param_values("writer_latency", "readers")
+    parts, oks = [], []
+    for n in readers:
+        r = ratio(p.value("writer_latency", hw, "p99_ns", readers=n),
+                  p.value("writer_latency", b, "p99_ns", readers=n))
+        if r is None:
+            parts.append(f"{n} readers: missing")
+            continue
+        note = " (std starved: its wait is the run's length, so the ratio is an upper bound)" \
+            if sm_starved(p, b, n) else ""
+        parts.append(f"{n} readers: {r:.2g}×{note}")
+        oks.append(r <= 0.1)
+    if not readers:
+        measured, status = "missing", "unknown (not measured)"
+    else:
+        measured = "; ".join(parts)
+        status = ("unknown (not measured)" if not oks else
+                  "**met**" if all(oks) and len(oks) == len(readers) else
+                  "**NOT met**" if not all(oks) else "unknown (some missing)")
+    return [("Writer p99 wait under a read load (writer_latency) ≤ 0.1× std::shared_mutex's, "
+             "every reader count", measured, status)]
+
+
+def sm_uncontended(p):
+    rows = []
+    bs = p.value("uncontended_shared", p.baseline, "cycles_per_op")
+    be = p.value("uncontended_exclusive", p.baseline, "cycles_per_op")
+    for lock in p.locks:
+        rs = p.find("uncontended_shared", lock)
+        re_ = p.find("uncontended_exclusive", lock)
+        rows.append([lock_name(lock),
+                     missing_or(rs, cell(rs.get("cycles_per_op") if rs else None, bs)),
+                     missing_or(re_, cell(re_.get("cycles_per_op") if re_ else None, be))])
+    return ("### Uncontended (one thread)\n\n"
+            "cycle_clock cycles per lock_shared+unlock_shared and per lock+unlock pair, median "
+            "batch of 256 (timer cost removed); lower is better; in parentheses the ratio to "
+            f"{lock_name(p.baseline)}.\n\n" +
+            md_table(["lock", "shared pair", "exclusive pair"], rows))
+
+
+def sm_mixed(p):
+    threads = p.param_values("mixed", "threads")
+    out = ["### Mixed reads and writes, 1 to 32 threads",
+           "",
+           "Operations (reads + writes) per second of the whole team with nothing outside the "
+           "lock, and in parentheses the ratio to "
+           f"{lock_name(p.baseline)} at the same mix and thread count; higher is better. A "
+           "reader that sees a half-done write, or a lost write, fails the benchmark. Beyond "
+           "the machine's cores the threads are oversubscribed: there a lock that hands over to "
+           "parked threads (the fair ones) pays a wake-up per hand-over."]
+    for pct in sorted(p.param_values("mixed", "read_pct"), reverse=True):
+        rows = []
+        for lock in p.locks:
+            row = [lock_name(lock)]
+            for t in threads:
+                r = p.find("mixed", lock, read_pct=pct, threads=t)
+                base = p.value("mixed", p.baseline, "items_per_second", read_pct=pct, threads=t)
+                row.append(missing_or(r, cell(r.get("items_per_second") if r else None,
+                                              base, "/s")))
+            rows.append(row)
+        out += ["", f"{pct}% reads:", "",
+                md_table(["lock"] + [f"{t} thr" for t in threads], rows)]
+    out += ["", f"![throughput against threads]({p.name}_mixed_throughput.png)",
+            f"![ratio to {lock_name(p.baseline)} against threads]({p.name}_mixed_ratio.png)"]
+    for pct in (99, 50):
+        if pct not in p.param_values("mixed", "read_pct"):
+            continue
+        rows = []
+        for lock in p.locks:
+            row = [lock_name(lock)]
+            for t in threads:
+                r = p.find("mixed", lock, read_pct=pct, threads=t)
+                g = (lambda k: None if r is None else r.get(k))
+                row.append(missing_or(r, f"{fmt_num(g('cpu_ns_per_op'))} / "
+                                         f"{fmt_num(g('vcsw_per_kop'))} / "
+                                         f"{g('fairness'):.2f}" if g("fairness") is not None
+                                      else "n/a"))
+            rows.append(row)
+        out += ["", f"Same runs, {pct}% reads: CPU ns per operation (all threads) / voluntary "
+                    "context switches (parks) per 1000 operations / fairness (the slowest "
+                    "thread's operations over the fastest's).", "",
+                md_table(["lock"] + [f"{t} thr" for t in threads], rows)]
+    return "\n".join(out)
+
+
+def sm_latency(p):
+    out = ["### Writer wait under a read load",
+           "",
+           "`readers` threads read continuously (about 1 µs of work under the shared lock, "
+           "nothing outside it, so readers overlap) while one writer takes the lock every "
+           "200 µs or so. The writer's wait is cycle_clock from just before lock() to just after "
+           "it returns; lower is better; in parentheses the ratio to "
+           f"{lock_name(p.baseline)}. A writer that only got in when the readers stopped at "
+           "the end of the run shows as one sample as long as the run: starvation. Reads/s is "
+           "what the readers got done meanwhile (their cost for the writer's fairness)."]
+    b = p.baseline
+    for n in p.param_values("writer_latency", "readers"):
+        rows = []
+        base = {k: p.value("writer_latency", b, k, readers=n)
+                for k in ("p50_ns", "p99_ns", "reads_per_second")}
+        for lock in p.locks:
+            r = p.find("writer_latency", lock, readers=n)
+            g = (lambda k: None if r is None else r.get(k))
+            rows.append([lock_name(lock),
+                         missing_or(r, cell(g("p50_ns"), base["p50_ns"], " ns")),
+                         missing_or(r, fmt_num(g("p90_ns")) + " ns"),
+                         missing_or(r, cell(g("p99_ns"), base["p99_ns"], " ns")),
+                         missing_or(r, fmt_num(g("p999_ns")) + " ns"),
+                         missing_or(r, fmt_num(g("max_ns")) + " ns"),
+                         missing_or(r, fmt_num(g("samples")) +
+                                    (" (starved)" if sm_starved(p, lock, n) else "")),
+                         missing_or(r, cell(g("reads_per_second"), base["reads_per_second"],
+                                            "/s"))])
+        out += ["", f"{n} readers:", "",
+                md_table(["lock", "p50", "p90", "p99", "p99.9", "max", "samples", "reads/s"],
+                         rows)]
+    out += ["", f"![writer wait percentiles against readers]({p.name}_writer_latency.png)"]
+    return "\n".join(out)
+
+
+def sm_plots(p, out_dir):
+    """Mixed throughput and its ratio to std (one panel per mix), writer wait p50/p99."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+        return []
+    written = []
+    threads = p.param_values("mixed", "threads")
+    pcts = sorted(p.param_values("mixed", "read_pct"), reverse=True)
+
+    def style(lock):
+        hw = lock.startswith("hwsync_")
+        return dict(marker="o", linewidth=2.6 if hw else 1.2, zorder=3 if hw else 2,
+                    linestyle="-" if hw or lock == p.baseline else "--")
+
+    if threads and pcts:
+        for kind in ("throughput", "ratio"):
+            cols = 2
+            rows_n = (len(pcts) + cols - 1) // cols
+            fig, axes = plt.subplots(rows_n, cols, figsize=(13, 4.2 * rows_n), dpi=100,
+                                     squeeze=False)
+            for i, pct in enumerate(pcts):
+                ax = axes[i // cols][i % cols]
+                for lock in p.locks:
+                    xs, ys = [], []
+                    for t in threads:
+                        v = p.value("mixed", lock, "items_per_second", read_pct=pct, threads=t)
+                        if kind == "ratio":
+                            v = ratio(v, p.value("mixed", p.baseline, "items_per_second",
+                                                 read_pct=pct, threads=t))
+                        if v is not None and v > 0:
+                            xs.append(t)
+                            ys.append(v)
+                    if xs:
+                        ax.plot(xs, ys, label=lock_name(lock), **style(lock))
+                ax.set_xscale("log", base=2)
+                ax.set_xticks(threads)
+                ax.set_xticklabels([str(t) for t in threads])
+                ax.set_yscale("log")
+                ax.set_title(f"{pct}% reads")
+                ax.set_xlabel("threads")
+                ax.set_ylabel("operations/s" if kind == "throughput"
+                              else f"÷ {lock_name(p.baseline)}")
+                if kind == "ratio":
+                    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+                ax.grid(True, which="both", alpha=0.3)
+            for j in range(len(pcts), rows_n * cols):
+                axes[j // cols][j % cols].axis("off")
+            handles, labels = axes[0][0].get_legend_handles_labels()
+            fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=5,
+                       bbox_to_anchor=(0.5, 1.0))
+            fig.suptitle(f"{p.name}: mixed reads and writes" +
+                         (" (throughput)" if kind == "throughput" else
+                          f" (throughput relative to {lock_name(p.baseline)})"), y=0.93)
+            fig.tight_layout(rect=(0, 0, 1, 0.9))
+            path = os.path.join(out_dir, f"{p.name}_mixed_{kind}.png")
+            fig.savefig(path)
+            plt.close(fig)
+            written.append(path)
+
+    readers = p.param_values("writer_latency", "readers")
+    if readers:
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), dpi=100)
+        for ax, (label, key) in zip(axes, (("p50", "p50_ns"), ("p99", "p99_ns"))):
+            for lock in p.locks:
+                xs, ys = [], []
+                for n in readers:
+                    v = p.value("writer_latency", lock, key, readers=n)
+                    if v is not None and v > 0:
+                        xs.append(n)
+                        ys.append(v / 1e3)
+                if xs:
+                    ax.plot(xs, ys, label=lock_name(lock), **style(lock))
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(readers)
+            ax.set_xticklabels([str(n) for n in readers])
+            ax.set_yscale("log")
+            ax.set_xlabel("reader threads")
+            ax.set_ylabel(f"writer wait {label} (µs)")
+            ax.set_title(f"writer wait {label} under a read load")
+            ax.grid(True, which="both", alpha=0.3)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=5,
+                   bbox_to_anchor=(0.5, 1.0))
+        fig.tight_layout(rect=(0, 0, 1, 0.86))
+        path = os.path.join(out_dir, f"{p.name}_writer_latency.png")
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+LOCK_NAMES.update({
+    "hwsync_shared_mutex_pf": "hwsync::shared_mutex<phase_fair>",
+    "hwsync_shared_mutex_wp": "hwsync::shared_mutex<writer_preferred>",
+    "hwsync_shared_mutex_rp": "hwsync::shared_mutex<reader_preferred>",
+    # std_shared_mutex and pthread_rwlock are named with seqlock's peers above.
+    "pthread_rwlock_prefer_writer": "pthread_rwlock (PREFER_WRITER_NP)",
+    "tbb_spin_rw_mutex": "tbb::spin_rw_mutex",
+    "tbb_queuing_rw_mutex": "tbb::queuing_rw_mutex",
+    "tbb_rw_mutex": "tbb::rw_mutex",
+})
+BASELINES["shared_mutex"] = "std_shared_mutex"
+KEY_ROWS["shared_mutex"] = sm_key_rows
+TARGETS["shared_mutex"] = sm_targets
+SECTIONS["shared_mutex"] = {"uncontended_shared": sm_uncontended,
+                            "uncontended_exclusive": lambda p: "",
+                            "mixed": sm_mixed, "writer_latency": sm_latency}
+PLOTS["shared_mutex"] = sm_plots
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir")
@@ -704,7 +1157,8 @@ def main():
     pngs = []
     for name in primitives:
         p = Primitive(name, results)
-        pngs += plots(p, args.out_dir)
+        p.out_dir = args.out_dir
+        pngs += PLOTS.get(name, plots)(p, args.out_dir)
         md += ["", f"## {name}", ""]
         if p.baseline is None:
             md.append("No std baseline in this run: ratios cannot be given.")

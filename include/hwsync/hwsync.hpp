@@ -7,5 +7,6 @@
 #include "hwsync/futex.hpp"
 #include "hwsync/mutex.hpp"
 #include "hwsync/seqlock.hpp"
+#include "hwsync/shared_mutex.hpp"
 #include "hwsync/spin.hpp"
 #include "hwsync/topology.hpp"

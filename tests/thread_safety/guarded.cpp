@@ -3,6 +3,7 @@
 // -DHWSYNC_PLANT_UNGUARDED_WRITE, the unguarded write must be an error
 // ("requires holding mutex 'm_' exclusively").
 #include <hwsync/mutex.hpp>
+#include <hwsync/shared_mutex.hpp>
 
 class account {
  public:
@@ -28,6 +29,36 @@ class account {
  private:
   hwsync::mutex m_;
   long balance_ HWSYNC_GUARDED_BY(m_) = 0;
+};
+
+// hwsync::shared_mutex is a capability with a shared mode: reads need it
+// shared, writes exclusive, and the upgrade and downgrade change the mode
+// the analysis sees.
+class price_table {
+ public:
+  long get() {
+    m_.lock_shared();
+    const long v = price_;
+    m_.unlock_shared();
+    return v;
+  }
+  void raise_if_even() {
+    m_.lock_upgrade();
+    if (price_ % 2 != 0) {
+      m_.unlock_upgrade();
+      return;
+    }
+    m_.unlock_upgrade_and_lock();
+    ++price_;
+    m_.unlock_and_lock_shared();
+    const long seen = price_;
+    m_.unlock_shared();
+    (void)seen;
+  }
+
+ private:
+  hwsync::shared_mutex<> m_;
+  long price_ HWSYNC_GUARDED_BY(m_) = 0;
 };
 
 int main() {

@@ -185,13 +185,14 @@ class owner_check {
 // system_clock deadlines go to the kernel as they are (CLOCK_MONOTONIC /
 // CLOCK_REALTIME); a clock the kernel cannot wait on is waited in
 // steady_clock slices, re-reading that clock, which may run at another rate
-// or jump. A deadline already past makes one attempt (attempt(nullptr)).
+// or jump. A deadline already past makes one attempt (attempt(nullptr)),
+// without spinning.
 template <class Clock, class Duration, class Attempt>
 bool wait_until_on(const std::chrono::time_point<Clock, Duration>& abs, Attempt attempt) {
   using namespace std::chrono;
   if constexpr (std::is_same_v<Clock, steady_clock> || std::is_same_v<Clock, system_clock>) {
     const auto d = futex::deadline::at(time_point_cast<typename Clock::duration>(abs));
-    return attempt(&d);
+    return attempt(d.passed() ? nullptr : &d);
   } else {
     for (;;) {
       const auto now = Clock::now();
