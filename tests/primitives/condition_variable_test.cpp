@@ -2,6 +2,7 @@
 // FIFO notify_one, timeouts on every clock, wait morphing's bookkeeping, and
 // destruction right after notify_all.
 #include "hwsync/condition_variable.hpp"
+#include "hwsync/shared_mutex.hpp"
 
 #include <gtest/gtest.h>
 
@@ -226,6 +227,31 @@ TEST(ConditionVariableAny, WorksWithSharedLocksAndOtherMutexes) {
   recursive.join();
   std::unique_lock lk(rm);
   EXPECT_EQ(cv.wait_for(lk, 5ms), std::cv_status::timeout);
+}
+
+// The case: a shared lock on hwsync's own reader-writer lock
+// (parking_lot's Condvar cannot wait on one, parking_lot#165).
+TEST(ConditionVariableAny, WorksWithSharedLocksOnHwsyncSharedMutex) {
+  hwsync::shared_mutex<> rw;
+  hwsync::condition_variable_any cv;
+  bool ready = false;  // written under the exclusive lock, read under shared
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 3; ++i) {
+    readers.emplace_back([&] {
+      std::shared_lock lk(rw);
+      cv.wait(lk, [&] { return ready; });
+      EXPECT_TRUE(lk.owns_lock());
+    });
+  }
+  std::this_thread::sleep_for(10ms);
+  {
+    std::unique_lock w(rw);  // possible only because every reader released its lock to wait
+    ready = true;
+  }
+  cv.notify_all();
+  for (auto& t : readers) t.join();
+  std::shared_lock lk(rw);
+  EXPECT_EQ(cv.wait_for(lk, 2ms), std::cv_status::timeout);
 }
 
 }  // namespace
