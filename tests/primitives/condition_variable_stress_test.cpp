@@ -13,38 +13,13 @@
 
 #include "hwsync/condition_variable.hpp"
 #include "hwsync/sanitizer.hpp"
+#include "support/watchdog.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
-// Aborts the process with a message if the scope outlives `limit`.
-class watchdog {
- public:
-  watchdog(const char* what, std::chrono::seconds limit)
-      : thread_([this, what, limit] {
-          std::unique_lock lk(m_);
-          if (!cv_.wait_for(lk, limit, [&] { return done_; })) {
-            std::fprintf(stderr, "watchdog: %s did not finish in %lld s: a lost wake-up?\n", what,
-                         static_cast<long long>(limit.count()));
-            std::abort();
-          }
-        }) {}
-  ~watchdog() {
-    {
-      std::lock_guard g(m_);
-      done_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+using hwsync::test::watchdog;
 
 // glibc bug 25847 lost a notify_one that raced a waiter's release of the
 // mutex. Producers and consumers over a bounded queue, notify_one only, some

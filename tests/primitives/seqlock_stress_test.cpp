@@ -17,6 +17,7 @@
 
 #include "hwsync/sanitizer.hpp"
 #include "hwsync/seqlock.hpp"
+#include "support/watchdog.hpp"
 
 // The test hook hwsync/seqlock.hpp declares (as in seqlock_test.cpp).
 namespace hwsync::detail {
@@ -49,33 +50,7 @@ using namespace std::chrono_literals;
 using access = hwsync::detail::seqlock_test_access;
 using steady = std::chrono::steady_clock;
 
-// Aborts the process with a message if the scope outlives `limit`.
-class watchdog {
- public:
-  watchdog(const char* what, std::chrono::seconds limit)
-      : thread_([this, what, limit] {
-          std::unique_lock lk(m_);
-          if (!cv_.wait_for(lk, limit, [&] { return done_; })) {
-            std::fprintf(stderr, "watchdog: %s did not finish in %lld s: a reader or writer hung\n",
-                         what, static_cast<long long>(limit.count()));
-            std::abort();
-          }
-        }) {}
-  ~watchdog() {
-    {
-      std::lock_guard g(m_);
-      done_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+using hwsync::test::watchdog;
 
 // Every word holds the same counter; a torn read has words that differ.
 template <class Word, std::size_t Count>
