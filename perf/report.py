@@ -618,6 +618,18 @@ TARGETS = {"mutex": mutex_targets, "condvar": condvar_targets}
 # ---------------------------------------------------------------------------
 # Plots
 
+def pyplot():
+    """matplotlib.pyplot with the file-only Agg backend, or None (and a message)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+        return None
+    return plt
+
+
 # A primitive's own plot function, in place of plots() (contended_short).
 PLOTS = {}
 
@@ -627,12 +639,8 @@ def plots(p, out_dir):
     threads = p.param_values("contended_short", "threads")
     if not threads:
         return []
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return []
     written = []
     for kind in ("throughput", "ratio"):
@@ -769,12 +777,8 @@ def seqlock_plots(p, out_dir):
     threads = p.param_values("read_mostly", "threads")
     if not threads:
         return []
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return []
     fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
     for lock in seqlock_impls(p):
@@ -816,12 +820,8 @@ PLOTS["seqlock"] = seqlock_plots
 
 def condvar_plots(p, out_dir):
     """Ping-pong latency percentiles and context switches per notify_all, as bars."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return []
     waiters = p.param_values("broadcast", "waiters")
     panels = [("pingpong", "ping-pong latency (ns, log scale)",
@@ -1017,12 +1017,8 @@ def sm_latency(p):
 
 def sm_plots(p, out_dir):
     """Mixed throughput and its ratio to std (one panel per mix), writer wait p50/p99."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        print(f"report.py: no plots ({e}); install python3-matplotlib", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return []
     written = []
     threads = p.param_values("mixed", "threads")

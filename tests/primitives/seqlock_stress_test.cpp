@@ -17,32 +17,8 @@
 
 #include "hwsync/sanitizer.hpp"
 #include "hwsync/seqlock.hpp"
+#include "support/seqlock_test_access.hpp"
 #include "support/watchdog.hpp"
-
-// The test hook hwsync/seqlock.hpp declares (as in seqlock_test.cpp).
-namespace hwsync::detail {
-struct seqlock_test_access {
-  template <class T>
-  static std::uint32_t begin_write(seqlock<T>& s) {
-    s.writer_.lock();
-    return s.seq_.write_begin();
-  }
-  template <class T>
-  static void write_words(seqlock<T>& s, const T& v) {
-    const auto w = seqlock<T>::to_words(v);
-    for (std::size_t i = 0; i < w.size(); ++i) s.words_[i].store(w[i], std::memory_order_relaxed);
-  }
-  template <class T>
-  static void end_write(seqlock<T>& s, std::uint32_t begun) {
-    s.seq_.write_end(begun);
-    s.writer_.unlock();
-  }
-  template <class T>
-  static std::uint32_t sequence(const seqlock<T>& s) {
-    return s.seq_.raw();
-  }
-};
-}  // namespace hwsync::detail
 
 namespace {
 
