@@ -18,6 +18,7 @@ that is, from the same run on the same machine.
 import argparse
 import datetime
 import glob
+import importlib.util
 import json
 import os
 import platform
@@ -185,6 +186,11 @@ def cpu_model_from_proc():
     return None
 
 
+# Functions (contexts) -> [(name, value)] that add rows to the machine table,
+# for facts a primitive's benchmark records in its context (HTM capabilities).
+MACHINE_ROWS = []
+
+
 def machine_section(contexts, command):
     ctx = next(iter(contexts.values()), {})
     cpu = ctx.get("cpu_model") or cpu_model_from_proc() or "unknown"
@@ -210,6 +216,8 @@ def machine_section(contexts, command):
         ("Report written", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
         ("Command", f"`{command}`" if command else "not recorded"),
     ]
+    for extra in MACHINE_ROWS:
+        rows += extra(contexts)
     out = ["## Machine", "", md_table(["", ""], rows)]
     try:
         busy = load and float(load[0]) > 0.25 * float(cores)
@@ -1123,6 +1131,25 @@ SECTIONS["shared_mutex"] = {"uncontended_shared": sm_uncontended,
                             "uncontended_exclusive": lambda p: "",
                             "mixed": sm_mixed, "writer_latency": sm_latency}
 PLOTS["shared_mutex"] = sm_plots
+
+
+def load_section_modules():
+    """Primitives added later keep their tables and plots in perf/report_<name>.py.
+
+    Each such module defines register(report), where report is this module: it
+    adds its entries to LOCK_NAMES, BASELINES, KEY_ROWS, TARGETS, SECTIONS and
+    PLOTS and uses the helpers here (md_table, cell, fmt_ratio, pyplot, ...).
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in sorted(glob.glob(os.path.join(here, "report_*.py"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.register(sys.modules[__name__])
+
+
+load_section_modules()
 
 
 def main():
