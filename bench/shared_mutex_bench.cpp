@@ -1,4 +1,5 @@
-// bench/shared_mutex_bench.cpp — hwsync::shared_mutex (each policy) beside
+// bench/shared_mutex_bench.cpp — hwsync::shared_mutex (each policy) and
+// hwsync::biased_shared_mutex beside
 // std::shared_mutex, glibc's pthread_rwlock (default and
 // PREFER_WRITER_NONRECURSIVE_NP), and oneTBB's spin_rw_mutex,
 // queuing_rw_mutex and rw_mutex, all in one binary and one run.
@@ -45,6 +46,17 @@ struct lock_traits<hwsync::shared_mutex<rw_policy::writer_preferred>> {
 template <>
 struct lock_traits<hwsync::shared_mutex<rw_policy::reader_preferred>> {
   static constexpr const char* id = "hwsync_shared_mutex_rp";
+};
+// phase_fair with no grace window (Brandenburg and Anderson's rule exactly):
+// what the grace window buys, measured beside it.
+template <>
+struct lock_traits<hwsync::shared_mutex<rw_policy::strict_phase_fair>> {
+  static constexpr const char* id = "hwsync_shared_mutex_pf_strict";
+};
+
+template <>
+struct lock_traits<hwsync::biased_shared_mutex> {
+  static constexpr const char* id = "hwsync_biased_shared_mutex";
 };
 
 namespace {
@@ -267,7 +279,8 @@ struct lock_list {};
 
 using peers = lock_list<
     hwsync::shared_mutex<rw_policy::phase_fair>, hwsync::shared_mutex<rw_policy::writer_preferred>,
-    hwsync::shared_mutex<rw_policy::reader_preferred>, std::shared_mutex, pthread_rwlock_default,
+    hwsync::shared_mutex<rw_policy::reader_preferred>, hwsync::biased_shared_mutex,
+    hwsync::shared_mutex<rw_policy::strict_phase_fair>, std::shared_mutex, pthread_rwlock_default,
     pthread_rwlock_prefer_writer, tbb::spin_rw_mutex, tbb::queuing_rw_mutex, tbb::rw_mutex>;
 
 std::string name(const char* scenario, const char* lock) {

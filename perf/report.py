@@ -154,7 +154,10 @@ def fmt_num(v, digits=3):
 
 
 def fmt_ratio(r):
-    return "n/a" if r is None else f"{r:.2f}×"
+    """Two decimals, or two significant digits below 0.1 (so 0.004 is not "0.00×")."""
+    if r is None:
+        return "n/a"
+    return f"{r:.2g}×" if abs(r) < 0.1 else f"{r:.2f}×"
 
 
 def ratio(a, b):
@@ -186,6 +189,16 @@ def cpu_model_from_proc():
     return None
 
 
+def run_dates(contexts):
+    """When the binaries started: one date, or the first and the last of several."""
+    dates = sorted(c["date"] for c in contexts.values() if c.get("date"))
+    if not dates:
+        return "unknown"
+    if len(dates) == 1:
+        return dates[0]
+    return f"{dates[0]} to {dates[-1]} ({len(dates)} binaries, each started at its own time)"
+
+
 # Functions (contexts) -> [(name, value)] that add rows to the machine table,
 # for facts a primitive's benchmark records in its context (HTM capabilities).
 MACHINE_ROWS = []
@@ -207,7 +220,7 @@ def machine_section(contexts, command):
         ("TSC", tsc_txt),
         ("Kernel", kernel),
         ("hwsync version", ctx.get("hwsync_version", "unknown")),
-        ("Benchmark run", f"{ctx.get('date', 'unknown')} on {ctx.get('host_name', 'unknown')}, "
+        ("Benchmark run", f"{run_dates(contexts)} on {ctx.get('host_name', 'unknown')}, "
                           f"mode {ctx.get('hwsync_bench_mode', 'unknown')}"),
         ("Load average at start", ", ".join(f"{x:.2f}" for x in load) if load else "not recorded"),
         ("Google Benchmark library", f"{ctx.get('library_build_type', 'unknown')} build" +
@@ -1118,6 +1131,7 @@ LOCK_NAMES.update({
     "hwsync_shared_mutex_pf": "hwsync::shared_mutex<phase_fair>",
     "hwsync_shared_mutex_wp": "hwsync::shared_mutex<writer_preferred>",
     "hwsync_shared_mutex_rp": "hwsync::shared_mutex<reader_preferred>",
+    "hwsync_shared_mutex_pf_strict": "hwsync::shared_mutex<strict_phase_fair>",
     # std_shared_mutex and pthread_rwlock are named with seqlock's peers above.
     "pthread_rwlock_prefer_writer": "pthread_rwlock (PREFER_WRITER_NP)",
     "tbb_spin_rw_mutex": "tbb::spin_rw_mutex",

@@ -3,6 +3,8 @@
 // functions keep are at the top of hwsync/shared_mutex.hpp.
 #include "hwsync/shared_mutex.hpp"
 
+#include <sched.h>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -39,8 +41,27 @@ constexpr std::uint64_t admit(std::uint64_t s) noexcept {
   std::abort();
 }
 
+// How long a blocked reader yields its CPU, after spinning, before it parks
+// (see lock_shared_contended): as long as a writer's default grace window,
+// which is what a reader blocked by a writer that waits for preempted
+// readers may have to wait before that writer holds everyone back.
+constexpr std::chrono::microseconds reader_yield_window{50};
+
 bool expired(const futex::deadline& d) noexcept {
   return !d.is_never() && d.passed();
+}
+
+// The earlier of a caller's deadline and the end of a writer's grace window.
+futex::deadline earlier(const futex::deadline& d,
+                        std::chrono::steady_clock::time_point t) noexcept {
+  const futex::deadline grace = futex::deadline::at(t);
+  if (d.is_never()) return grace;
+  if (!d.is_realtime())
+    return d.nanoseconds_since_epoch() < grace.nanoseconds_since_epoch() ? d : grace;
+  // CLOCK_REALTIME: compare the time left on each clock.
+  const auto left_d = std::chrono::nanoseconds(d.nanoseconds_since_epoch()) -
+                      std::chrono::system_clock::now().time_since_epoch();
+  return left_d < t - std::chrono::steady_clock::now() ? d : grace;
 }
 
 }  // namespace
@@ -104,6 +125,31 @@ bool rw_word<K>::lock_shared_contended(const futex::deadline& d) noexcept {
         continue;
       }
       if (!spin.spin()) break;
+      s = state_.load(std::memory_order_relaxed);
+    }
+  }
+  // Then yield, still unregistered: with more threads than cores, the
+  // thread this reader waits for — a preempted reader inside, or the writer
+  // — often needs this CPU, and a thread that yields stays runnable, so
+  // nobody has to wake it (~30 µs here) when the block ends. Parking every
+  // blocked reader instead made each write phase end in a wake-all of
+  // readers that the next writer then had to wait for, one scheduling round
+  // each: with 32 threads at 90% reads, 0.3-10M operations/s and 10-260
+  // context switches per 1000 operations, against 34-56M and under 0.2
+  // with the yield window (quick runs, docs/shared_mutex.md). A reader
+  // still blocked after the window parks.
+  {
+    const auto yield_end = std::chrono::steady_clock::now() + reader_yield_window;
+    state_t s = state_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((s & read_block) == 0) {
+        if (state_.compare_exchange_weak(s, s + one_reader, std::memory_order_acquire,
+                                         std::memory_order_relaxed))
+          return true;
+        continue;
+      }
+      if (expired(d) || std::chrono::steady_clock::now() >= yield_end) break;
+      sched_yield();
       s = state_.load(std::memory_order_relaxed);
     }
   }
@@ -184,17 +230,20 @@ void rw_word<K>::unlock_shared_contended(state_t after) noexcept {
 // Writers
 
 template <rw_kind K>
-bool rw_word<K>::lock_contended(const futex::deadline& d) noexcept {
+bool rw_word<K>::lock_contended(const futex::deadline& d, std::chrono::nanoseconds grace) noexcept {
+  using steady = std::chrono::steady_clock;
+  // Under phase_fair and writer_preferred a writer holds back new readers
+  // while it spins (SPINNING: the readers inside are running, or it would
+  // not be spinning, and drain within the spin) and, once its grace window
+  // has passed, for good (PENDING, until no writer waits). In between —
+  // parked within the window — it lets readers in: the readers it waits
+  // for may be preempted, and holding everyone else back for them would
+  // park every running reader and wake them all again after the write.
+  constexpr bool holds_back = K != rw_kind::reader_preferred;
+  bool past_grace = holds_back && grace.count() <= 0;
+  const steady::time_point grace_end =
+      past_grace || !holds_back ? steady::time_point{} : steady::now() + grace;
   state_t s = state_.load(std::memory_order_relaxed);
-  // Register at once, before spinning: the last reader out wakes a
-  // registered writer (I2), and under phase_fair and writer_preferred a
-  // registered writer holds back new readers (PENDING), so the readers
-  // inside are the last it waits for and their drain is quick enough for a
-  // spinning writer to see. (Holding readers back only once the writer
-  // parks was tried: a spinning writer then has to catch a gap between
-  // overlapping readers, and misses it often enough to park; with two
-  // threads at 99% reads that was 10M ops/s instead of 20-25M.)
-  constexpr state_t holds_back = K == rw_kind::reader_preferred ? 0 : pending;
   for (;;) {
     if (writer_can_take(s)) {
       if (state_.compare_exchange_weak(s, (s | writer) & ~admitted, std::memory_order_acquire,
@@ -203,16 +252,18 @@ bool rw_word<K>::lock_contended(const futex::deadline& d) noexcept {
       continue;
     }
     if ((s & wwait_mask) == wwait_mask) too_many_waiters("writers");
-    const state_t n = (s + one_wwait) | holds_back;
+    const state_t n = (s + one_wwait) | (past_grace ? pending : 0);
     if (state_.compare_exchange_weak(s, n, std::memory_order_relaxed, std::memory_order_relaxed)) {
       s = n;
       break;
     }
   }
   // The state after this (registered) writer leaves the waiters, and after
-  // it takes the lock from x. PENDING lasts while writers wait.
+  // it takes the lock from x. PENDING lasts while writers wait. SPINNING is
+  // cleared by any spinning writer that stops: another one still spinning
+  // sets it again at its next look.
   auto deregistered = [](state_t x) {
-    x = (x - one_wwait) & ~woken;
+    x = (x - one_wwait) & ~(woken | spinning);
     return (x & wwait_mask) == 0 ? x & ~pending : x;
   };
   auto taken = [&](state_t x) { return deregistered(x | writer) & ~admitted; };
@@ -234,10 +285,14 @@ bool rw_word<K>::lock_contended(const futex::deadline& d) noexcept {
       }
     }
   };
+  auto grace_over = [&]() {
+    if (!past_grace) past_grace = steady::now() >= grace_end;
+  };
 
   for (;;) {
     {
       spinner spin;
+      bool spun = false;
       for (;;) {
         if (writer_can_take(s)) {
           if (state_.compare_exchange_weak(s, taken(s), std::memory_order_acquire,
@@ -245,33 +300,46 @@ bool rw_word<K>::lock_contended(const futex::deadline& d) noexcept {
             return true;
           continue;
         }
-        if ((s & woken) == 0) {
-          // Tell releasers a writer is awake, so they skip a futex wake.
-          if (!state_.compare_exchange_weak(s, s | woken, std::memory_order_relaxed,
+        // WOKEN: tell releasers a writer is awake, so they skip a futex
+        // wake. SPINNING only once this thread has a spinner slot (spun):
+        // a writer about to park must not hold readers back meanwhile.
+        const state_t want =
+            woken | (holds_back && spun ? spinning : 0) | (past_grace ? pending : 0);
+        if ((s & want) != want) {
+          if (!state_.compare_exchange_weak(s, s | want, std::memory_order_relaxed,
                                             std::memory_order_relaxed))
             continue;
-          s |= woken;
+          s |= want;
         }
         if (!spin.spin()) break;
+        spun = true;
         s = state_.load(std::memory_order_relaxed);
       }
     }
     if (expired(d)) return give_up();
+    if (holds_back) grace_over();
 
-    // Park: clear WOKEN (this thread stops looking) on a state in which it
-    // cannot take the lock; any change that lets it take the lock sets
-    // WOKEN again, so the high-half value it parks on is stale by then (I4).
+    // Park: clear WOKEN (this thread stops looking) and SPINNING on a state
+    // in which it cannot take the lock; any change that lets it take the
+    // lock sets WOKEN again, so the high-half value it parks on is stale by
+    // then (I4). Clearing SPINNING may let parked readers in (I1).
     while (!writer_can_take(s)) {
-      if (state_.compare_exchange_weak(s, s & ~woken, std::memory_order_relaxed,
+      const transition t = settle((s & ~(woken | spinning)) | (past_grace ? pending : 0));
+      if (state_.compare_exchange_weak(s, t.next, std::memory_order_relaxed,
                                        std::memory_order_relaxed)) {
-        s &= ~woken;
+        wake(t);
+        s = t.next;
         break;
       }
     }
     if (writer_can_take(s)) continue;
-    const futex::wait_result r = futex::wait_until(high(), high_half(s), d);
+    // Within the grace window, sleep no later than its end: then this
+    // writer holds readers back.
+    const futex::wait_result r =
+        futex::wait_until(high(), high_half(s), past_grace ? d : earlier(d, grace_end));
     s = state_.load(std::memory_order_relaxed);
-    if (r == futex::wait_result::timed_out) return give_up();
+    if (r == futex::wait_result::timed_out && expired(d)) return give_up();
+    if (holds_back) grace_over();
   }
 }
 
@@ -288,11 +356,9 @@ typename rw_word<K>::transition rw_word<K>::end_write_phase(state_t n) noexcept 
       admitted_now = true;
     }
   }
-  // Writers still waiting hold back new readers (under writer_preferred,
-  // also the parked ones): the next phase is theirs.
-  if constexpr (K != rw_kind::reader_preferred) {
-    if ((n & wwait_mask) != 0) n |= pending;
-  }
+  // PENDING, if a waiting writer's grace window has passed, stays: the
+  // next phase is the writers' (under writer_preferred the parked readers
+  // stay parked too: settle() admits none while PENDING or SPINNING is set).
   transition t = settle(n);
   t.wake_readers = t.wake_readers || admitted_now;
   return t;

@@ -69,7 +69,8 @@ template <class M>
 class SharedMutexTest : public ::testing::Test {};
 using Policies =
     ::testing::Types<hwsync::shared_mutex<phase_fair>, hwsync::shared_mutex<writer_preferred>,
-                     hwsync::shared_mutex<reader_preferred>>;
+                     hwsync::shared_mutex<reader_preferred>,
+                     hwsync::shared_mutex<hwsync::rw_policy::strict_phase_fair>>;
 TYPED_TEST_SUITE(SharedMutexTest, Policies);
 
 TEST(SharedMutex, DefaultPolicyIsPhaseFair) {
@@ -456,7 +457,8 @@ TYPED_TEST(SharedMutexTest, ReturnsToRestAfterContentionAndTimeouts) {
 // Who goes first: each policy's rule, observed through the lock word so that
 // no test depends on timing.
 
-// A reader inside, a writer waiting for it: may a new reader enter?
+// A reader inside, a writer waiting for it past its grace window (PENDING):
+// may a new reader enter?
 template <class M>
 bool new_reader_enters_past_a_waiting_writer() {
   M m;
@@ -511,7 +513,13 @@ std::string next_after_a_writer() {
     }
     m.unlock();
   });
-  await_state(m, [](std::uint64_t s) { return waiting_writers(s) == 1; });
+  // Under phase_fair and writer_preferred, wait until the writer's grace
+  // window has passed (it sets PENDING): the policies' rules are about a
+  // writer that holds readers back.
+  constexpr bool rp = std::is_same_v<typename M::policy, reader_preferred>;
+  await_state(m, [](std::uint64_t s) {
+    return waiting_writers(s) == 1 && (rp || (s & bits::pending) != 0);
+  });
   m.unlock();
   reader.join();
   writer.join();
@@ -555,6 +563,137 @@ TEST(SharedMutexPolicy, PhaseFairAdmittedReadersAreCountedBeforeTheyRun) {
   }
   reader.join();
   writer.join();
+  EXPECT_EQ(rest(m), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// Regression: issue 3's throughput collapse under oversubscription. Every
+// waiting writer used to hold back new readers at once (PENDING), so with
+// more threads than cores each write parked every running reader and woke
+// them all again afterwards (8 threads at 99% reads: 0.09x
+// std::shared_mutex). A waiting writer now holds readers back only while it
+// spins (SPINNING) and, once its grace window has passed, for good
+// (PENDING); parked within the window it lets them in. These tests observe
+// the word, with windows long or short enough that timing cannot decide.
+
+using long_grace = hwsync::rw_policy::with_writer_grace<phase_fair, 10'000'000>;  // 10 s
+using long_grace_wp = hwsync::rw_policy::with_writer_grace<writer_preferred, 10'000'000>;
+
+// Parked: registered, not spinning, not (yet) holding readers back.
+bool writer_parked_within_grace(std::uint64_t s) {
+  return waiting_writers(s) == 1 && (s & (bits::spinning | bits::pending | bits::woken)) == 0;
+}
+
+template <class M>
+void parked_writer_within_its_grace_lets_readers_in() {
+  M m;
+  m.lock_shared();
+  std::thread writer([&] {
+    m.lock();
+    m.unlock();
+  });
+  await_state(m, writer_parked_within_grace);
+  EXPECT_TRUE(on_other_thread([&] {
+    const bool ok = m.try_lock_shared();
+    if (ok) m.unlock_shared();
+    return ok;
+  })) << "a parked writer within its grace window held back a new reader";
+  // The writer takes the lock as soon as the readers are gone: the last
+  // one out wakes it.
+  m.unlock_shared();
+  writer.join();
+  EXPECT_EQ(rest(m), 0u);
+}
+
+TEST(SharedMutexStopTheWorldPerWrite, AParkedWriterWithinItsGraceWindowLetsReadersIn) {
+  parked_writer_within_its_grace_lets_readers_in<hwsync::shared_mutex<long_grace>>();
+  parked_writer_within_its_grace_lets_readers_in<hwsync::shared_mutex<long_grace_wp>>();
+}
+
+// The end of a write phase does not hold readers back on behalf of writers
+// still within their grace windows (it used to set PENDING whenever writers
+// waited): the readers parked behind the writer are admitted, under
+// writer_preferred too.
+template <class M>
+void write_phase_end_admits_readers_while_writers_are_within_grace() {
+  M m;
+  std::mutex order_m;
+  std::string order;
+  m.lock();
+  std::thread reader([&] {
+    m.lock_shared();
+    {
+      std::lock_guard g(order_m);
+      order += 'R';
+    }
+    m.unlock_shared();
+  });
+  await_state(m, [](std::uint64_t s) { return waiting_readers(s) == 1; });
+  std::thread writer([&] {
+    m.lock();
+    {
+      std::lock_guard g(order_m);
+      order += 'W';
+    }
+    m.unlock();
+  });
+  await_state(m, writer_parked_within_grace);
+  m.unlock();
+  reader.join();
+  writer.join();
+  EXPECT_EQ(order, "RW");
+  EXPECT_EQ(rest(m), 0u);
+}
+
+TEST(SharedMutexStopTheWorldPerWrite, AWritePhaseEndAdmitsReadersWhileWritersAreWithinGrace) {
+  write_phase_end_admits_readers_while_writers_are_within_grace<hwsync::shared_mutex<long_grace>>();
+  write_phase_end_admits_readers_while_writers_are_within_grace<
+      hwsync::shared_mutex<long_grace_wp>>();
+}
+
+// The window ends: the writer holds readers back (PENDING) even while it
+// sleeps, and keeps them back until it has had its turn.
+TEST(SharedMutexStopTheWorldPerWrite, AWriterPastItsGraceWindowHoldsBackNewReaders) {
+  hwsync::shared_mutex<hwsync::rw_policy::with_writer_grace<phase_fair, 1000>> m;  // 1 ms
+  m.lock_shared();
+  std::thread writer([&] {
+    m.lock();
+    m.unlock();
+  });
+  await_state(m,
+              [](std::uint64_t s) { return waiting_writers(s) == 1 && (s & bits::pending) != 0; });
+  EXPECT_FALSE(on_other_thread([&] { return m.try_lock_shared(); }));
+  m.unlock_shared();
+  writer.join();
+  EXPECT_EQ(rest(m), 0u);
+}
+
+// strict_phase_fair keeps Brandenburg and Anderson's rule: PENDING in the
+// same step that registers the writer.
+TEST(SharedMutexStopTheWorldPerWrite, StrictPhaseFairHoldsBackReadersTheMomentAWriterWaits) {
+  hwsync::shared_mutex<hwsync::rw_policy::strict_phase_fair> m;
+  m.lock_shared();
+  std::thread writer([&] {
+    m.lock();
+    m.unlock();
+  });
+  await_state(m, [](std::uint64_t s) { return waiting_writers(s) == 1; });
+  EXPECT_NE(state(m) & bits::pending, 0u) << std::hex << state(m);
+  EXPECT_FALSE(on_other_thread([&] { return m.try_lock_shared(); }));
+  m.unlock_shared();
+  writer.join();
+  EXPECT_EQ(rest(m), 0u);
+}
+
+// A writer's timed wait that ends within its grace window gives up without
+// ever having held readers back, and leaves the word at rest.
+TEST(SharedMutexStopTheWorldPerWrite, ATimedWriterThatGivesUpWithinItsGraceLeavesNoTrace) {
+  hwsync::shared_mutex<long_grace> m;
+  m.lock_shared();
+  EXPECT_FALSE(on_other_thread([&] { return m.try_lock_for(20ms); }));
+  EXPECT_EQ(state(m) & (bits::pending | bits::spinning | bits::wwait_mask), 0u)
+      << std::hex << state(m);
+  m.unlock_shared();
   EXPECT_EQ(rest(m), 0u);
 }
 

@@ -252,6 +252,7 @@ class checked_mutex_word {
     owner_.locked_by_me();
   }
   mutex_word& word() noexcept { return word_; }
+  bool is_locked() const noexcept { return word_.is_locked(); }
 
  private:
   mutex_word word_;
@@ -279,6 +280,10 @@ class HWSYNC_CAPABILITY("mutex") mutex {
   }
   void unlock() HWSYNC_RELEASE() {
     impl_.unlock(type_name, this);
+  }
+  // Relaxed read of LOCKED, no ordering: lock elision (htm::elided) subscribes to the word with it.
+  bool is_locked() const noexcept {
+    return impl_.is_locked();
   }
 
  private:

@@ -29,20 +29,37 @@
 //                 readers on the low half of the word, writers and threads
 //                 waiting for the upgrade right on the high half, so a
 //                 release wakes only the group that can proceed (all admitted
-//                 readers at once, one writer).
+//                 readers at once, one writer). A blocked reader yields its
+//                 CPU (sched_yield) for up to 50 µs between spinning and
+//                 parking: with more threads than cores, the thread it waits
+//                 for often needs that CPU, and a yielding thread needs no
+//                 wake-up.
 //   Fairness      Policy (rw_policy::):
 //                 phase_fair (default)  read and write phases alternate
-//                     (Brandenburg & Anderson's phase-fair lock): a writer
-//                     that has to wait holds back new readers and waits only
-//                     for the readers already inside; when it releases,
-//                     every reader that arrived during its phase enters
-//                     before the next writer. No reader waits for more than
-//                     one write phase, no writer for more than one read
-//                     phase per writer ahead of it.
+//                     (Brandenburg & Anderson's phase-fair lock) once a
+//                     waiting writer's grace window, Policy::writer_grace
+//                     (50 µs), has passed. Within the window the writer
+//                     holds back new readers only while it spins (then the
+//                     readers inside are running and leave within the spin)
+//                     and takes the lock whenever they are all gone; parked,
+//                     it lets readers in. After the window it holds back
+//                     new readers (PENDING) and waits only for the readers
+//                     already inside; when a writer releases, every reader
+//                     that arrived during its phase enters before the next
+//                     writer. No reader waits for more than one write phase
+//                     once it has registered (after spinning and yielding);
+//                     no writer for more than its grace window plus one read
+//                     phase per writer that takes the lock before it (the
+//                     window's end is noticed when the writer next runs: a
+//                     parked writer sleeps no later than the window's end).
+//                     rw_policy::strict_phase_fair (writer_grace 0) holds
+//                     readers back the moment a writer waits: the bound
+//                     without the window, at a large cost in throughput when
+//                     threads outnumber cores (docs/shared_mutex.md).
 //                 writer_preferred      a waiting writer holds back new
-//                     readers, and writers hand over to waiting writers
-//                     first. Readers starve under a continuous stream of
-//                     writers.
+//                     readers (after its grace window, as phase_fair), and
+//                     then writers hand over to waiting writers first.
+//                     Readers starve under a continuous stream of writers.
 //                 reader_preferred      readers never wait for waiting
 //                     writers, only for a writer that holds the lock. A
 //                     continuous stream of overlapping readers starves
@@ -55,7 +72,7 @@
 //                 wait on CLOCK_MONOTONIC, system_clock ones on
 //                 CLOCK_REALTIME, other clocks in steady_clock slices. A
 //                 deadline already past behaves as the try_ member.
-//   Limits        At most 2^26 - 1 threads hold it shared at once, and at
+//   Limits        At most 2^25 - 1 threads hold it shared at once, and at
 //                 most 2^15 - 1 readers and 2^15 - 1 writers wait at once
 //                 (the counts' fields); exceeding a waiting count aborts
 //                 with a message.
@@ -84,10 +101,16 @@
 //     bit 3       PHASE      flips each time waiting readers are admitted
 //     bit 4       ADMITTED   readers were admitted since READERS was last 0
 //                            (meaningless, and cleared lazily, at READERS 0)
-//     bit 5       PENDING    (phase_fair, writer_preferred) writers wait and
-//                            hold back new readers: set with WWAIT, cleared
-//                            when WWAIT returns to 0
-//     bits 6-31   READERS    threads holding it shared (the upgrade holder
+//     bit 5       PENDING    (phase_fair, writer_preferred) a waiting writer's
+//                            grace window has passed: new readers are held
+//                            back. Set by that writer (with WWAIT when the
+//                            window is 0), cleared when WWAIT returns to 0
+//     bit 6       SPINNING   (phase_fair, writer_preferred) a waiting writer
+//                            is spinning and holds back new readers; cleared
+//                            when a spinning writer parks, gives up or takes
+//                            the lock (another one still spinning sets it
+//                            again at its next look)
+//     bits 7-31   READERS    threads holding it shared (the upgrade holder
 //                            included), and readers admitted but not yet run
 //   high half (writers and upgrade-right waiters park here)
 //     bit 32      WOKEN      a waiting writer is awake (woken or spinning)
@@ -98,7 +121,7 @@
 //
 //   "Readers blocked" B(s): reader_preferred: WRITER.
 //                           phase_fair, writer_preferred: WRITER | UPGRADING
-//                           | PENDING.
+//                           | PENDING | SPINNING.
 //   A writer can take the lock when !WRITER && READERS == 0.
 //
 //   (PHASE and ADMITTED are left out below: either value of each is at rest.)
@@ -106,13 +129,22 @@
 //   0                                free, nobody waiting      (n/a)
 //   R*n                              n readers                 fetch_sub only
 //   WRITER                           one writer                CAS to 0 (PHASE kept)
-//   R*n | WW*k (| PENDING)           readers, k writers wait   last reader wakes
-//                                    (PF/WP: new readers wait)   one writer
-//   WRITER | RW*m | WW*k | PENDING   writer, m readers and k   PF/RP: admits the m
+//   R*n | WW*k                       readers, k writers wait   last reader wakes
+//                                    within their grace          one writer
+//                                    windows, parked: new
+//                                    readers enter
+//   R*n | WW*k | SPINNING | WOKEN    PF/WP: one of them spins: last reader out: the
+//                                    new readers wait            spinner sees it
+//   R*n | WW*k | PENDING             PF/WP: a writer's window  last reader wakes
+//                                    has passed: new readers     one writer
+//                                    wait
+//   WRITER | RW*m | WW*k (| PENDING) writer, m readers and k   PF/RP: admits the m
 //                                    writers wait                readers (READERS=m,
 //                                                                 PHASE flips, wake
-//                                                                 all); WP: wakes a
-//                                                                 writer first
+//                                                                 all); WP: with
+//                                                                 PENDING or SPINNING
+//                                                                 a writer goes
+//                                                                 first, else as PF
 //   R*n | UPGRADER                   n readers, one of them    unlock_upgrade:
 //                                    holds the upgrade right     fetch_sub + clear
 //   R*n | UPGRADER | UPGRADING       the upgrader waits for    reader leaving 2->1
@@ -127,11 +159,12 @@
 //   I1  RWAIT > 0 implies B(s), or READERS > 0 with ADMITTED. Parked
 //       readers are admitted (READERS += RWAIT, RWAIT = 0, PHASE flipped,
 //       ADMITTED set, one wake-all on the low half) by the transition that
-//       stops B holding — a writer's release or downgrade, or a waiting
-//       writer timing out while readers are inside — unless readers were
-//       already admitted in this read phase (ADMITTED with READERS > 0);
-//       then the last reader to leave admits them, and meanwhile new
-//       readers queue behind them (phase_fair, writer_preferred).
+//       stops B holding — a writer's release or downgrade, a spinning
+//       writer parking (it clears SPINNING), or a waiting writer timing out
+//       while readers are inside — unless readers were already admitted in
+//       this read phase (ADMITTED with READERS > 0); then the last reader
+//       to leave admits them, and meanwhile new readers queue behind them
+//       (phase_fair, writer_preferred).
 //       phase_fair's writer release admits them even while writers wait:
 //       that is the read phase between two writers.
 //   I2  WWAIT > 0, no WRITER, READERS == 0 and no WOKEN never outlasts the
@@ -178,18 +211,40 @@ enum class rw_kind : std::uint8_t { phase_fair, writer_preferred, reader_preferr
 
 namespace rw_policy {
 
+// writer_grace: how long a waiting writer lets new readers keep entering
+// before it holds them back (see Fairness in the contract above). 0 makes a
+// writer hold them back the moment it waits: Brandenburg and Anderson's
+// lock exactly (strict_phase_fair).
 struct phase_fair {
   static constexpr detail::rw_kind kind = detail::rw_kind::phase_fair;
   static constexpr const char* name = "phase_fair";
+  static constexpr std::chrono::microseconds writer_grace{50};
 };
 struct writer_preferred {
   static constexpr detail::rw_kind kind = detail::rw_kind::writer_preferred;
   static constexpr const char* name = "writer_preferred";
+  static constexpr std::chrono::microseconds writer_grace{50};
 };
 struct reader_preferred {
   static constexpr detail::rw_kind kind = detail::rw_kind::reader_preferred;
   static constexpr const char* name = "reader_preferred";
+  // Readers never wait for a waiting writer: there is nothing to delay.
+  static constexpr std::chrono::microseconds writer_grace{0};
 };
+
+// Base (phase_fair or writer_preferred) with another grace window.
+template <class Base, long long GraceMicros>
+struct with_writer_grace : Base {
+  static_assert(GraceMicros >= 0, "a grace window is a duration >= 0");
+  static_assert(Base::kind != detail::rw_kind::reader_preferred,
+                "reader_preferred writers never hold readers back: no grace window to set");
+  static constexpr std::chrono::microseconds writer_grace{GraceMicros};
+};
+
+// Phase-fair with no grace window: a waiting writer holds back new readers
+// at once (the bound is one read phase, the throughput with more threads
+// than cores and frequent writes far lower; see docs/shared_mutex.md).
+using strict_phase_fair = with_writer_grace<phase_fair, 0>;
 
 }  // namespace rw_policy
 
@@ -212,8 +267,9 @@ class rw_word {
   static constexpr state_t phase = 1ull << 3;
   static constexpr state_t admitted = 1ull << 4;
   static constexpr state_t pending = 1ull << 5;
-  static constexpr state_t one_reader = 1ull << 6;
-  static constexpr state_t readers_mask = 0xFFFF'FFC0ull;
+  static constexpr state_t spinning = 1ull << 6;
+  static constexpr state_t one_reader = 1ull << 7;
+  static constexpr state_t readers_mask = 0xFFFF'FF80ull;
   // Bits that may be set in a free lock nobody waits for.
   static constexpr state_t at_rest = phase | admitted;
   static constexpr state_t woken = 1ull << 32;
@@ -228,7 +284,7 @@ class rw_word {
 
   // B(s) in the table: what keeps readers out under this policy.
   static constexpr state_t entry_block =
-      K == rw_kind::reader_preferred ? writer : writer | upgrading | pending;
+      K == rw_kind::reader_preferred ? writer : writer | upgrading | pending | spinning;
   // What keeps a new reader out: B(s), and under phase_fair and
   // writer_preferred also readers parked before it (they are admitted
   // together once the readers inside have left; see I1).
@@ -272,12 +328,14 @@ class rw_word {
   // PHASE is a toggle and ADMITTED means nothing while READERS == 0: a free
   // lock nobody waits for may carry either, and the fast paths accept them.
   // A writer clears ADMITTED (no reader is inside).
-  void lock() noexcept {
+  // `grace`: the policy's writer_grace (the default is phase_fair's, for
+  // callers that use the word directly).
+  void lock(std::chrono::nanoseconds grace = rw_policy::phase_fair::writer_grace) noexcept {
     state_t s = state_.load(std::memory_order_relaxed);
     if ((s & ~at_rest) != 0 ||
         !state_.compare_exchange_strong(s, (s & phase) | writer, std::memory_order_acquire,
                                         std::memory_order_relaxed)) [[unlikely]]
-      lock_contended(futex::deadline::never());
+      lock_contended(futex::deadline::never(), grace);
   }
 
   bool try_lock() noexcept {
@@ -290,7 +348,10 @@ class rw_word {
     return false;
   }
 
-  bool lock_until(const futex::deadline& d) noexcept { return try_lock() || lock_contended(d); }
+  bool lock_until(const futex::deadline& d,
+                  std::chrono::nanoseconds grace = rw_policy::phase_fair::writer_grace) noexcept {
+    return try_lock() || lock_contended(d, grace);
+  }
 
   void unlock() noexcept {
     state_t s = state_.load(std::memory_order_relaxed);
@@ -340,7 +401,7 @@ class rw_word {
  private:
   bool lock_shared_contended(const futex::deadline& d) noexcept;
   void unlock_shared_contended(state_t after) noexcept;
-  bool lock_contended(const futex::deadline& d) noexcept;
+  bool lock_contended(const futex::deadline& d, std::chrono::nanoseconds grace) noexcept;
   void unlock_contended(state_t state) noexcept;
   bool lock_upgrade_contended(const futex::deadline& d) noexcept;
 
@@ -458,10 +519,11 @@ struct shared_mutex_access;
 
 template <class Policy = rw_policy::phase_fair>
 class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
-  static_assert(std::is_same_v<Policy, rw_policy::phase_fair> ||
-                    std::is_same_v<Policy, rw_policy::writer_preferred> ||
+  static_assert(std::is_base_of_v<rw_policy::phase_fair, Policy> ||
+                    std::is_base_of_v<rw_policy::writer_preferred, Policy> ||
                     std::is_same_v<Policy, rw_policy::reader_preferred>,
-                "Policy is one of rw_policy::phase_fair, writer_preferred, reader_preferred");
+                "Policy is one of rw_policy::phase_fair, writer_preferred, reader_preferred, "
+                "or rw_policy::with_writer_grace<phase_fair or writer_preferred, µs>");
   using word = detail::rw_word<Policy::kind>;
 
  public:
@@ -482,7 +544,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
   void lock() HWSYNC_ACQUIRE() {
     check_.before_acquire(type_name(), this, "lock()");
     tsan::pre_lock(this, 0);
-    word_.lock();
+    word_.lock(Policy::writer_grace);
     tsan::post_lock(this, 0, 0);
     check_.writer_is_me();
   }
@@ -508,6 +570,10 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
     tsan::pre_unlock(this, 0);
     word_.unlock();
     tsan::post_unlock(this, 0);
+  }
+  // Held in any mode (relaxed read, no ordering): lock elision (htm::elided) subscribes with it.
+  bool is_locked() const noexcept {
+    return !word::writer_can_take(word_.raw());
   }
 
   // Shared ------------------------------------------------------------------
@@ -620,8 +686,12 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
       return "hwsync::shared_mutex<phase_fair>";
     } else if constexpr (std::is_same_v<Policy, rw_policy::writer_preferred>) {
       return "hwsync::shared_mutex<writer_preferred>";
-    } else {
+    } else if constexpr (std::is_same_v<Policy, rw_policy::reader_preferred>) {
       return "hwsync::shared_mutex<reader_preferred>";
+    } else if constexpr (Policy::kind == detail::rw_kind::phase_fair) {
+      return "hwsync::shared_mutex<with_writer_grace<phase_fair, ...>>";
+    } else {
+      return "hwsync::shared_mutex<with_writer_grace<writer_preferred, ...>>";
     }
   }
 
@@ -630,7 +700,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
   bool try_exclusive(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS {
     check_.before_acquire(type_name(), this, "try_lock()");
     tsan::pre_lock(this, tsan::flag::try_lock);
-    const bool ok = d == nullptr ? word_.try_lock() : word_.lock_until(*d);
+    const bool ok = d == nullptr ? word_.try_lock() : word_.lock_until(*d, Policy::writer_grace);
     tsan::post_lock(this, tsan_try_flags(ok), 0);
     if (ok) check_.writer_is_me();
     return ok;
@@ -684,3 +754,7 @@ struct shared_mutex_access {
 }  // namespace detail
 
 }  // namespace hwsync
+
+// hwsync::biased_shared_mutex, the reader-biased lock built on the word above,
+// is declared with the other reader-writer locks.
+#include "hwsync/biased_shared_mutex.hpp"
