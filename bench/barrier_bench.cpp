@@ -89,14 +89,7 @@ void report_episodes(benchmark::State& state, const team_result& r, const cycle_
   state.SetItemsProcessed(static_cast<std::int64_t>(episodes));
   state.counters["cycles_per_op"] = static_cast<double>(r.wall_ticks) / n;
   state.counters["ns_per_op"] = ticks_to_ns(static_cast<double>(r.wall_ticks) / n);
-  state.counters["samples"] = static_cast<double>(h.count());
-  constexpr std::pair<const char*, double> percentiles[] = {
-      {"p50", 50.0}, {"p90", 90.0}, {"p99", 99.0}, {"p999", 99.9}};
-  for (const auto& [label, p] : percentiles) {
-    const auto c = static_cast<double>(h.percentile(p));
-    state.counters[std::string(label) + "_cycles"] = c;
-    state.counters[std::string(label) + "_ns"] = ticks_to_ns(c);
-  }
+  record_latency(state, h);
   state.counters["vcsw_per_op"] = static_cast<double>(r.voluntary_switches) / n;
   state.counters["ivcsw_per_op"] = static_cast<double>(r.involuntary_switches) / n;
   state.counters["cpu_us_per_op"] = r.cpu_seconds * 1e6 / n;

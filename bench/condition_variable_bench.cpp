@@ -74,14 +74,7 @@ void bm_pingpong(benchmark::State& state) {
     state.SetIterationTime(r.wall_seconds);
     state.SetItemsProcessed(static_cast<std::int64_t>(total));
     state.counters["cycles_per_op"] = static_cast<double>(r.wall_ticks) / (total ? total : 1);
-    state.counters["samples"] = static_cast<double>(all.count());
-    constexpr std::pair<const char*, double> percentiles[] = {
-        {"p50", 50.0}, {"p99", 99.0}, {"p999", 99.9}};
-    for (const auto& [label, p] : percentiles) {
-      const auto c = static_cast<double>(all.percentile(p));
-      state.counters[std::string(label) + "_cycles"] = c;
-      state.counters[std::string(label) + "_ns"] = ticks_to_ns(c);
-    }
+    record_latency(state, all);
     state.counters["vcsw_per_kop"] =
         static_cast<double>(r.voluntary_switches) * 1000.0 / (total ? total : 1);
   }

@@ -495,6 +495,21 @@ inline double ticks_to_ns(double ticks) {
   return ticks / cycle_clock::ticks_per_second() * 1e9;
 }
 
+// A latency histogram as counters: samples, p50/p90/p99/p999 in cycles and
+// in ns, max_ns and mean_ns. The report reads these names.
+inline void record_latency(benchmark::State& state, const cycle_histogram& h) {
+  state.counters["samples"] = static_cast<double>(h.count());
+  constexpr std::pair<const char*, double> percentiles[] = {
+      {"p50", 50.0}, {"p90", 90.0}, {"p99", 99.0}, {"p999", 99.9}};
+  for (const auto& [label, p] : percentiles) {
+    const auto c = static_cast<double>(h.percentile(p));
+    state.counters[std::string(label) + "_cycles"] = c;
+    state.counters[std::string(label) + "_ns"] = ticks_to_ns(c);
+  }
+  state.counters["max_ns"] = ticks_to_ns(static_cast<double>(h.max()));
+  state.counters["mean_ns"] = ticks_to_ns(h.mean());
+}
+
 // ---------------------------------------------------------------------------
 // Self-timed teams
 

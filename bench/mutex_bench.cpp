@@ -240,16 +240,7 @@ void bm_handoff(benchmark::State& state) {
     cycle_histogram all;
     for (const auto& x : hist) all.merge(x);
     report_team(state, r, acquisitions(per_thread));
-    state.counters["samples"] = static_cast<double>(all.count());
-    constexpr std::pair<const char*, double> percentiles[] = {
-        {"p50", 50.0}, {"p99", 99.0}, {"p999", 99.9}};
-    for (const auto& [label, p] : percentiles) {
-      const auto c = static_cast<double>(all.percentile(p));
-      state.counters[std::string(label) + "_cycles"] = c;
-      state.counters[std::string(label) + "_ns"] = ticks_to_ns(c);
-    }
-    state.counters["max_ns"] = ticks_to_ns(static_cast<double>(all.max()));
-    state.counters["mean_ns"] = ticks_to_ns(all.mean());
+    record_latency(state, all);
   }
 }
 

@@ -102,18 +102,6 @@ void bm_uncontended(benchmark::State& state) {
   report_batches(state, timer, batch);
 }
 
-void record_percentiles(benchmark::State& state, const cycle_histogram& all) {
-  state.counters["samples"] = static_cast<double>(all.count());
-  constexpr std::pair<const char*, double> percentiles[] = {
-      {"p50", 50.0}, {"p99", 99.0}, {"p999", 99.9}};
-  for (const auto& [label, p] : percentiles) {
-    const auto c = static_cast<double>(all.percentile(p));
-    state.counters[std::string(label) + "_cycles"] = c;
-    state.counters[std::string(label) + "_ns"] = ticks_to_ns(c);
-  }
-  state.counters["max_ns"] = ticks_to_ns(static_cast<double>(all.max()));
-}
-
 // Ticks from `stamp` (read on another CPU) to now; 0 if the two CPUs'
 // TSCs disagree by more than the interval.
 cycle_clock::ticks since(cycle_clock::ticks stamp) noexcept {
@@ -170,7 +158,7 @@ void bm_pingpong(benchmark::State& state) {
     state.SetIterationTime(r.wall_seconds);
     state.SetItemsProcessed(static_cast<std::int64_t>(total));
     state.counters["cycles_per_op"] = static_cast<double>(r.wall_ticks) / n;
-    record_percentiles(state, all);
+    record_latency(state, all);
     state.counters["vcsw_per_kop"] = static_cast<double>(r.voluntary_switches) * 1000.0 / n;
     state.counters["cpu_ns_per_op"] = r.cpu_seconds * 1e9 / n;
   }

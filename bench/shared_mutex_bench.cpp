@@ -251,16 +251,9 @@ void bm_writer_latency(benchmark::State& state) {
     }
     state.SetIterationTime(r.wall_seconds);
     state.SetItemsProcessed(static_cast<std::int64_t>(reads + writes));
-    state.counters["samples"] = static_cast<double>(waits.count());
+    record_latency(state, waits);
     state.counters["writes_per_second"] = static_cast<double>(writes) / r.wall_seconds;
     state.counters["reads_per_second"] = static_cast<double>(reads) / r.wall_seconds;
-    constexpr std::pair<const char*, double> percentiles[] = {
-        {"p50", 50.0}, {"p90", 90.0}, {"p99", 99.0}, {"p999", 99.9}};
-    for (const auto& [label, p] : percentiles)
-      state.counters[std::string(label) + "_ns"] =
-          ticks_to_ns(static_cast<double>(waits.percentile(p)));
-    state.counters["max_ns"] = ticks_to_ns(static_cast<double>(waits.max()));
-    state.counters["mean_ns"] = ticks_to_ns(waits.mean());
     state.counters["vcsw_per_kop"] =
         static_cast<double>(r.voluntary_switches) * 1000.0 /
         static_cast<double>(std::max<std::uint64_t>(1, reads + writes));

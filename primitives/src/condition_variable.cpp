@@ -9,29 +9,12 @@ namespace hwsync {
 
 using detail::cv_waiter;
 
-void condition_variable::append(cv_waiter* w) noexcept {
-  w->prev = tail_;
-  w->next = nullptr;
-  if (tail_) {
-    tail_->next = w;
-  } else {
-    head_ = w;
-  }
-  tail_ = w;
-}
-
-void condition_variable::unlink(cv_waiter* w) noexcept {
-  (w->prev ? w->prev->next : head_) = w->next;
-  (w->next ? w->next->prev : tail_) = w->prev;
-  w->next = w->prev = nullptr;
-}
-
 void condition_variable::notify_one() noexcept {
   list_lock_.lock();
-  cv_waiter* w = head_;
+  cv_waiter* w = waiters_.front();
   bool sleeping = false;
   if (w) {
-    unlink(w);
+    waiters_.erase(w);
     sleeping = (w->state.exchange(cv_waiter::signaled, std::memory_order_acq_rel) &
                 cv_waiter::parked) != 0;
   }
@@ -44,8 +27,7 @@ void condition_variable::notify_one() noexcept {
 
 void condition_variable::notify_all() noexcept {
   list_lock_.lock();
-  cv_waiter* first = head_;
-  head_ = tail_ = nullptr;
+  cv_waiter* first = waiters_.take_all();
   bool first_sleeping = false;
   // Each waiter learns its successor before its new state is published, and
   // the loop reads nothing of a node after publishing it: the first waiter
@@ -75,7 +57,7 @@ bool condition_variable::leave_list(cv_waiter* w) noexcept {
   list_lock_.lock();
   const bool still_waiting =
       (w->state.load(std::memory_order_relaxed) & ~cv_waiter::parked) == cv_waiter::waiting;
-  if (still_waiting) unlink(w);
+  if (still_waiting) waiters_.erase(w);
   list_lock_.unlock();
   return still_waiting;
 }
@@ -113,7 +95,7 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lock, const futex::d
   cv_waiter me;
   me.mutex = &m->impl_.word();
   list_lock_.lock();
-  append(&me);
+  waiters_.push_back(&me);
   list_lock_.unlock();
   m->unlock();
 

@@ -124,23 +124,6 @@ void semaphore_word::wake(std::uint64_t before, std::uint32_t n) noexcept {
 // ---------------------------------------------------------------------------
 // fair_counting_semaphore
 
-void fair_semaphore_word::append(fair_semaphore_waiter* w) noexcept {
-  w->prev = tail_;
-  w->next = nullptr;
-  if (tail_) {
-    tail_->next = w;
-  } else {
-    head_ = w;
-  }
-  tail_ = w;
-}
-
-void fair_semaphore_word::unlink(fair_semaphore_waiter* w) noexcept {
-  (w->prev ? w->prev->next : head_) = w->next;
-  (w->next ? w->next->prev : tail_) = w->prev;
-  w->next = w->prev = nullptr;
-}
-
 // A release saw waiters queued. Under the lock it moves permits from COUNT
 // to the queue's heads, one each, as many as both allow — including permits
 // other releasers added meanwhile: whichever releaser holds the lock hands
@@ -162,8 +145,8 @@ void fair_semaphore_word::hand_off() noexcept {
                                         std::memory_order_relaxed));
   fair_semaphore_waiter** last = &granted;
   for (std::uint32_t i = 0; i < k; ++i) {
-    fair_semaphore_waiter* w = head_;
-    unlink(w);
+    fair_semaphore_waiter* w = queue_.front();
+    queue_.erase(w);
     w->state.fetch_or(fair_semaphore_waiter::granting, std::memory_order_relaxed);
     *last = w;
     last = &w->next;
@@ -189,7 +172,7 @@ bool fair_semaphore_word::leave_queue(fair_semaphore_waiter* w) noexcept {
       (w->state.load(std::memory_order_relaxed) &
        (fair_semaphore_waiter::granting | fair_semaphore_waiter::granted)) == 0;
   if (still_waiting) {
-    unlink(w);
+    queue_.erase(w);
     word_.fetch_sub(one_queued, std::memory_order_relaxed);
   }
   queue_lock_.unlock();
@@ -218,7 +201,7 @@ bool fair_semaphore_word::acquire_contended(const futex::deadline& d) noexcept {
   }
   // First in line: the next permit released is this thread's.
   const bool first = semaphore_high(s) == 0;
-  append(&me);
+  queue_.push_back(&me);
   queue_lock_.unlock();
 
   const futex::deadline* deadline = &d;

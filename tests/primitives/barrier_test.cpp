@@ -20,6 +20,7 @@
 #include "hwsync/spin.hpp"
 #include "hwsync/topology.hpp"
 #include "support/child_process.hpp"
+#include "support/misuse.hpp"
 #include "support/watchdog.hpp"
 
 namespace {
@@ -380,23 +381,13 @@ TEST(CombiningTree, TheBarrierUsesTheSystemTopology) {
 // ---------------------------------------------------------------------------
 // Debug checks: each misuse aborts in a child process with a message.
 
-struct misuse_case {
-  const char* name;
-  const char* message;
-};
+using hwsync::test::misuse_case;
 
 class BarrierMisuse : public ::testing::TestWithParam<misuse_case> {};
 
 TEST_P(BarrierMisuse, AbortsWithAMessage) {
   if (!hwsync::debug::checks_enabled) GTEST_SKIP() << "built without HWSYNC_DEBUG_CHECKS";
-  const std::string program = hwsync::test::env_path("HWSYNC_MISUSE_CASES");
-  ASSERT_FALSE(program.empty()) << "HWSYNC_MISUSE_CASES is not set (run through ctest)";
-  const auto r = hwsync::test::run_child({program, GetParam().name});
-  EXPECT_EQ(r.signal, SIGABRT) << r.output;
-  EXPECT_NE(r.output.find("hwsync::barrier at 0x"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find(GetParam().message), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("by thread "), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("survived"), std::string::npos) << r.output;
+  hwsync::test::expect_misuse_aborts(GetParam(), "hwsync::barrier at 0x");
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "support/child_process.hpp"
+#include "support/misuse.hpp"
 #include "support/watchdog.hpp"
 
 namespace {
@@ -331,23 +332,13 @@ TEST(BiasedSharedMutex, OneTablePerProcess) {
 // Debug checks: each misuse aborts in a child process with a message that
 // names the lock and the thread.
 
-struct misuse_case {
-  const char* name;
-  const char* message;
-};
+using hwsync::test::misuse_case;
 
 class BiasedSharedMutexMisuse : public ::testing::TestWithParam<misuse_case> {};
 
 TEST_P(BiasedSharedMutexMisuse, AbortsWithAMessage) {
   if (!hwsync::debug::checks_enabled) GTEST_SKIP() << "built without HWSYNC_DEBUG_CHECKS";
-  const std::string program = hwsync::test::env_path("HWSYNC_MISUSE_CASES");
-  ASSERT_FALSE(program.empty()) << "HWSYNC_MISUSE_CASES is not set (run through ctest)";
-  const auto r = hwsync::test::run_child({program, GetParam().name});
-  EXPECT_EQ(r.signal, SIGABRT) << r.output;
-  EXPECT_NE(r.output.find(GetParam().message), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("hwsync::biased_shared_mutex"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("by thread "), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("survived"), std::string::npos) << r.output;
+  hwsync::test::expect_misuse_aborts(GetParam(), "hwsync::biased_shared_mutex");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -364,6 +355,6 @@ INSTANTIATE_TEST_SUITE_P(
                           "biased_unlock_by_non_owner",
                           "unlock() by a thread that does not hold it; held exclusively by"},
                       misuse_case{"biased_destroy_published", "destroyed while locked shared"}),
-    [](const ::testing::TestParamInfo<misuse_case>& info) { return std::string(info.param.name); });
+    hwsync::test::misuse_case_name);
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include "hwsync/sanitizer.hpp"
 #include "support/child_process.hpp"
+#include "support/misuse.hpp"
 #include "support/watchdog.hpp"
 
 // The test hook hwsync/semaphore.hpp declares: the raw word.
@@ -420,22 +421,13 @@ TEST(FairSemaphore, AnArrivalQueuesBehindWaitersEvenWhenReleasesRace) {
 // Debug checks: each misuse aborts in a child process with a message that
 // names the semaphore, the thread and the numbers.
 
-struct misuse_case {
-  const char* name;
-  const char* message;
-};
+using hwsync::test::misuse_case;
 
 class SemaphoreMisuse : public ::testing::TestWithParam<misuse_case> {};
 
 TEST_P(SemaphoreMisuse, AbortsWithAMessage) {
   if (!hwsync::debug::checks_enabled) GTEST_SKIP() << "built without HWSYNC_DEBUG_CHECKS";
-  const std::string program = hwsync::test::env_path("HWSYNC_MISUSE_CASES");
-  ASSERT_FALSE(program.empty()) << "HWSYNC_MISUSE_CASES is not set (run through ctest)";
-  const auto r = hwsync::test::run_child({program, GetParam().name});
-  EXPECT_EQ(r.signal, SIGABRT) << r.output;
-  EXPECT_NE(r.output.find(GetParam().message), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("by thread "), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("survived"), std::string::npos) << r.output;
+  hwsync::test::expect_misuse_aborts(GetParam(), nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/misuse.hpp"
 
 namespace {
 
@@ -760,23 +761,13 @@ TYPED_TEST(SharedMutexTest, TimedOutUpgradeRightHolderGivesItBack) {
 // Debug checks: each misuse aborts in a child process with a message that
 // names the primitive and the thread.
 
-struct misuse_case {
-  const char* name;
-  const char* message;
-};
+using hwsync::test::misuse_case;
 
 class SharedMutexMisuse : public ::testing::TestWithParam<misuse_case> {};
 
 TEST_P(SharedMutexMisuse, AbortsWithAMessage) {
   if (!hwsync::debug::checks_enabled) GTEST_SKIP() << "built without HWSYNC_DEBUG_CHECKS";
-  const std::string program = hwsync::test::env_path("HWSYNC_MISUSE_CASES");
-  ASSERT_FALSE(program.empty()) << "HWSYNC_MISUSE_CASES is not set (run through ctest)";
-  const auto r = hwsync::test::run_child({program, GetParam().name});
-  EXPECT_EQ(r.signal, SIGABRT) << r.output;
-  EXPECT_NE(r.output.find(GetParam().message), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("hwsync::shared_mutex<"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("by thread "), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("survived"), std::string::npos) << r.output;
+  hwsync::test::expect_misuse_aborts(GetParam(), "hwsync::shared_mutex<");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -809,7 +800,7 @@ INSTANTIATE_TEST_SUITE_P(
                     "unlock_and_lock_shared() by a thread that does not hold it exclusively"},
         misuse_case{"shared_destroy_held_shared", "destroyed while locked shared"},
         misuse_case{"shared_destroy_held_exclusive", "destroyed while locked exclusively"}),
-    [](const ::testing::TestParamInfo<misuse_case>& info) { return std::string(info.param.name); });
+    hwsync::test::misuse_case_name);
 
 // ---------------------------------------------------------------------------
 // ThreadSanitizer: shared locks are read locks to TSan. Two readers writing

@@ -361,8 +361,7 @@ class barrier {
   // stays good for another wait).
   template <class Rep, class Period>
   bool wait_for(const arrival_token& t, const std::chrono::duration<Rep, Period>& rel) const {
-    return wait_until(t, std::chrono::steady_clock::now() +
-                             std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+    return wait_until(t, detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>

@@ -206,7 +206,7 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
 
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& rel) HWSYNC_TRY_ACQUIRE(true) {
-    return try_lock_until(after(rel));
+    return try_lock_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>
@@ -243,7 +243,7 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
   template <class Rep, class Period>
   bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& rel)
       HWSYNC_TRY_ACQUIRE_SHARED(true) {
-    return try_lock_shared_until(after(rel));
+    return try_lock_shared_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>
@@ -318,12 +318,6 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
 
   bool try_exclusive(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS;
   bool try_shared(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS;
-
-  template <class Rep, class Period>
-  static auto after(const std::chrono::duration<Rep, Period>& rel) {
-    return std::chrono::steady_clock::now() +
-           std::chrono::ceil<std::chrono::steady_clock::duration>(rel);
-  }
 
   // The bias word first: TSan's mutex is the object's address, and the
   // underlying word must not share it.

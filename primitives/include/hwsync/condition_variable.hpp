@@ -48,6 +48,7 @@
 
 #include "hwsync/futex.hpp"
 #include "hwsync/mutex.hpp"
+#include "hwsync/waiter_list.hpp"
 
 namespace hwsync {
 
@@ -128,30 +129,23 @@ class condition_variable {
   template <class Rep, class Period>
   std::cv_status wait_for(std::unique_lock<mutex>& lock,
                           const std::chrono::duration<Rep, Period>& rel) {
-    return wait_until(lock, std::chrono::steady_clock::now() +
-                                std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+    return wait_until(lock, detail::steady_deadline(rel));
   }
 
   template <class Rep, class Period, class Predicate>
   bool wait_for(std::unique_lock<mutex>& lock, const std::chrono::duration<Rep, Period>& rel,
                 Predicate pred) {
-    return wait_until(lock,
-                      std::chrono::steady_clock::now() +
-                          std::chrono::ceil<std::chrono::steady_clock::duration>(rel),
-                      std::move(pred));
+    return wait_until(lock, detail::steady_deadline(rel), std::move(pred));
   }
 
  private:
   // Returns false on a timeout. d null: no deadline.
   bool wait_impl(std::unique_lock<mutex>& lock, const futex::deadline* d);
-  void append(detail::cv_waiter* w) noexcept;
-  void unlink(detail::cv_waiter* w) noexcept;
   // Whether a timed-out waiter left the list before any notify reached it.
   bool leave_list(detail::cv_waiter* w) noexcept;
 
   detail::mutex_word list_lock_;
-  detail::cv_waiter* head_ = nullptr;  // the oldest waiter
-  detail::cv_waiter* tail_ = nullptr;
+  detail::waiter_list<detail::cv_waiter> waiters_;
 };
 
 // condition_variable for any BasicLockable. An internal mutex closes the
@@ -210,16 +204,12 @@ class condition_variable_any {
 
   template <class Lock, class Rep, class Period>
   std::cv_status wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& rel) {
-    return wait_until(lock, std::chrono::steady_clock::now() +
-                                std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+    return wait_until(lock, detail::steady_deadline(rel));
   }
 
   template <class Lock, class Rep, class Period, class Predicate>
   bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& rel, Predicate pred) {
-    return wait_until(lock,
-                      std::chrono::steady_clock::now() +
-                          std::chrono::ceil<std::chrono::steady_clock::duration>(rel),
-                      std::move(pred));
+    return wait_until(lock, detail::steady_deadline(rel), std::move(pred));
   }
 
  private:

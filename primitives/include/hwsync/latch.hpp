@@ -165,8 +165,7 @@ class latch {
   // true: the count reached zero; false: rel passed first.
   template <class Rep, class Period>
   bool wait_for(const std::chrono::duration<Rep, Period>& rel) const {
-    return wait_until(std::chrono::steady_clock::now() +
-                      std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+    return wait_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>

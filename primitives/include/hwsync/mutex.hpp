@@ -181,6 +181,16 @@ class owner_check {
       owner_{};
 };
 
+// The steady_clock deadline a relative timeout means (rounded up, so that a
+// wait for d never returns before d has passed): what every _for member
+// hands to its _until counterpart.
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point steady_deadline(
+    const std::chrono::duration<Rep, Period>& rel) {
+  return std::chrono::steady_clock::now() +
+         std::chrono::ceil<std::chrono::steady_clock::duration>(rel);
+}
+
 // Runs attempt(deadline*) until `abs` on any clock: steady_clock and
 // system_clock deadlines go to the kernel as they are (CLOCK_MONOTONIC /
 // CLOCK_REALTIME); a clock the kernel cannot wait on is waited in
@@ -315,8 +325,7 @@ class HWSYNC_CAPABILITY("mutex") timed_mutex {
 
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& rel) HWSYNC_TRY_ACQUIRE(true) {
-    return try_lock_until(std::chrono::steady_clock::now() +
-                          std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+    return try_lock_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>
@@ -471,8 +480,7 @@ class HWSYNC_CAPABILITY("mutex") recursive_timed_mutex {
 
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& rel) HWSYNC_TRY_ACQUIRE(true) {
-    return try_lock_until(std::chrono::steady_clock::now() +
-                          std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+    return try_lock_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>

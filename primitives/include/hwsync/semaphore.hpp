@@ -141,6 +141,7 @@
 #include "hwsync/debug_checks.hpp"
 #include "hwsync/futex.hpp"
 #include "hwsync/mutex.hpp"
+#include "hwsync/waiter_list.hpp"
 
 namespace hwsync {
 
@@ -271,13 +272,10 @@ class fair_semaphore_word {
   void hand_off() noexcept;
   // Whether a timed-out waiter left the queue before a permit reached it.
   bool leave_queue(fair_semaphore_waiter* w) noexcept;
-  void append(fair_semaphore_waiter* w) noexcept;
-  void unlink(fair_semaphore_waiter* w) noexcept;
 
   std::atomic<std::uint64_t> word_;
   mutex_word queue_lock_;
-  fair_semaphore_waiter* head_ = nullptr;  // the longest waiting
-  fair_semaphore_waiter* tail_ = nullptr;
+  waiter_list<fair_semaphore_waiter> queue_;  // the longest waiting first
 };
 
 // The std API over either word, with the debug checks. `Name` gives the
@@ -327,8 +325,7 @@ class basic_semaphore {
 
   template <class Rep, class Period>
   bool try_acquire_for(const std::chrono::duration<Rep, Period>& rel) {
-    return try_acquire_until(std::chrono::steady_clock::now() +
-                             std::chrono::ceil<std::chrono::steady_clock::duration>(rel));
+    return try_acquire_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>

@@ -555,7 +555,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& rel) HWSYNC_TRY_ACQUIRE(true) {
-    return try_lock_until(after(rel));
+    return try_lock_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>
@@ -593,7 +593,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
   template <class Rep, class Period>
   bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& rel)
       HWSYNC_TRY_ACQUIRE_SHARED(true) {
-    return try_lock_shared_until(after(rel));
+    return try_lock_shared_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>
@@ -628,7 +628,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
   template <class Rep, class Period>
   bool try_lock_upgrade_for(const std::chrono::duration<Rep, Period>& rel)
       HWSYNC_TRY_ACQUIRE_SHARED(true) {
-    return try_lock_upgrade_until(after(rel));
+    return try_lock_upgrade_until(detail::steady_deadline(rel));
   }
 
   template <class Clock, class Duration>
@@ -723,12 +723,6 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
   }
   static constexpr unsigned tsan_try_flags(bool ok) noexcept {
     return ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed;
-  }
-
-  template <class Rep, class Period>
-  static auto after(const std::chrono::duration<Rep, Period>& rel) {
-    return std::chrono::steady_clock::now() +
-           std::chrono::ceil<std::chrono::steady_clock::duration>(rel);
   }
 
   word word_;
