@@ -238,9 +238,10 @@ def machine_section(contexts, command):
         busy = False
     if busy:
         out += ["", f"**Warning:** the 1-minute load average was {load[0]:.2f} on {cores} CPUs "
-                "when the run started: other processes were competing for the cores, and "
-                "the multithreaded numbers (and their ratios) carry that noise. Re-run on an "
-                "idle machine before trusting a close call."]
+                "when the first binary started. It also counts what ran in the minute before "
+                "(perf/run's own build included), so it can overstate; but if other processes "
+                "were competing for the cores, the multithreaded numbers (and their ratios) "
+                "carry that noise. Re-run on an idle machine before trusting a close call."]
     return "\n".join(out)
 
 

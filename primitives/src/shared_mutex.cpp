@@ -41,12 +41,6 @@ constexpr std::uint64_t admit(std::uint64_t s) noexcept {
   std::abort();
 }
 
-// How long a blocked reader yields its CPU, after spinning, before it parks
-// (see lock_shared_contended): as long as a writer's default grace window,
-// which is what a reader blocked by a writer that waits for preempted
-// readers may have to wait before that writer holds everyone back.
-constexpr std::chrono::microseconds reader_yield_window{50};
-
 bool expired(const futex::deadline& d) noexcept {
   return !d.is_never() && d.passed();
 }
@@ -137,22 +131,22 @@ bool rw_word<K>::lock_shared_contended(const futex::deadline& d) noexcept {
   // each: with 32 threads at 90% reads, 0.3-10M operations/s and 10-260
   // context switches per 1000 operations, against 34-56M and under 0.2
   // with the yield window (quick runs, docs/shared_mutex.md). A reader
-  // still blocked after the window parks.
-  {
-    const auto yield_end = std::chrono::steady_clock::now() + reader_yield_window;
-    state_t s = state_.load(std::memory_order_relaxed);
-    for (;;) {
-      if ((s & read_block) == 0) {
-        if (state_.compare_exchange_weak(s, s + one_reader, std::memory_order_acquire,
-                                         std::memory_order_relaxed))
-          return true;
-        continue;
-      }
-      if (expired(d) || std::chrono::steady_clock::now() >= yield_end) break;
-      sched_yield();
-      s = state_.load(std::memory_order_relaxed);
-    }
-  }
+  // still blocked after the window parks. The window (yield_window(), 50 µs)
+  // matches a writer's default grace window, which is what a reader blocked
+  // by a writer that waits for preempted readers may have to wait before that
+  // writer holds everyone back; a deadline that passes meanwhile is noticed
+  // at the window's end.
+  const bool entered = yield_until(
+      [&] {
+        state_t s = state_.load(std::memory_order_relaxed);
+        while ((s & read_block) == 0)
+          if (state_.compare_exchange_weak(s, s + one_reader, std::memory_order_acquire,
+                                           std::memory_order_relaxed))
+            return true;
+        return false;
+      },
+      expired(d) ? 0 : yield_window());
+  if (entered) return true;
   // Register in RWAIT and park until admitted. From here on this thread never
   // takes the lock itself: by I1 it cannot be let in without being admitted.
   state_t s = state_.load(std::memory_order_relaxed);

@@ -38,6 +38,16 @@ spin_policy spin_policy::standard() noexcept {
   return standard;
 }
 
+cycle_clock::ticks yield_window() noexcept {
+  static const cycle_clock::ticks window =
+      cycle_clock::estimated_from_duration(std::chrono::microseconds(50));
+  return window;
+}
+
+void yield_cpu() noexcept {
+  sched_yield();
+}
+
 bool spinner::first_step() noexcept {
   if (policy_.budget == 0) return false;
   unsigned seen = g_spinning.load(std::memory_order_relaxed);

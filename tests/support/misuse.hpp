@@ -24,7 +24,9 @@ inline void expect_misuse_aborts(const misuse_case& c, const char* primitive) {
   ASSERT_FALSE(program.empty()) << "HWSYNC_MISUSE_CASES is not set (run through ctest)";
   const child_result r = run_child({program, c.name});
   EXPECT_EQ(r.signal, SIGABRT) << r.output;
-  if (primitive != nullptr) EXPECT_NE(r.output.find(primitive), std::string::npos) << r.output;
+  if (primitive != nullptr) {
+    EXPECT_NE(r.output.find(primitive), std::string::npos) << r.output;
+  }
   EXPECT_NE(r.output.find(c.message), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("by thread "), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("survived"), std::string::npos) << r.output;
