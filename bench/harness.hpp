@@ -491,6 +491,26 @@ inline void report_batches(benchmark::State& state, const batch_timer& t, std::i
                          benchmark::Counter::kAvgThreads | benchmark::Counter::kAvgIterations);
 }
 
+// The uncontended scenario every lock bench shares: lock+unlock in batches of
+// 256 on one thread, reported by report_batches (cycles_per_op is the median
+// batch, timer cost removed, over 256).
+template <class L>
+void lock_unlock_batches(benchmark::State& state, L& lock) {
+  constexpr int batch = 256;
+  locker<L> h(lock);
+  batch_timer timer;
+  for (auto _ : state) {
+    timer.begin_once();
+    timer.start();
+    for (int i = 0; i < batch; ++i) {
+      h.lock();
+      h.unlock();
+    }
+    timer.stop();
+  }
+  report_batches(state, timer, batch);
+}
+
 inline double ticks_to_ns(double ticks) {
   return ticks / cycle_clock::ticks_per_second() * 1e9;
 }

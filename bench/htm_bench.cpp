@@ -105,20 +105,8 @@ counted_lock<L>& shared() {
 
 template <class L>
 void bm_uncontended(benchmark::State& state) {
-  constexpr int batch = 256;
   auto& s = shared<L, uncontended_s>();
-  locker<L> h(s.lock);
-  batch_timer timer;
-  for (auto _ : state) {
-    timer.begin_once();
-    timer.start();
-    for (int i = 0; i < batch; ++i) {
-      h.lock();
-      h.unlock();
-    }
-    timer.stop();
-  }
-  report_batches(state, timer, batch);
+  lock_unlock_batches(state, s.lock);
 }
 
 std::uint64_t total_of(const std::vector<padded<std::uint64_t>>& per_thread) {

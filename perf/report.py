@@ -1148,6 +1148,31 @@ SECTIONS["shared_mutex"] = {"uncontended_shared": sm_uncontended,
 PLOTS["shared_mutex"] = sm_plots
 
 
+def target_status(ok):
+    """A target's status cell: met, NOT met, or unknown when it was not measured (None)."""
+    return "unknown (not measured)" if ok is None else ("**met**" if ok else "**NOT met**")
+
+
+def context_with(contexts, key):
+    """The first benchmark context that recorded `key` (e.g. htm_capabilities), or {}."""
+    for ctx in contexts.values():
+        if key in ctx:
+            return ctx
+    return {}
+
+
+def primitive_context(p):
+    """The context of the JSON file p's results came from, or {}."""
+    for r in p.results:
+        path = os.path.join(getattr(p, "out_dir", ""), getattr(r, "source", ""))
+        try:
+            with open(path) as f:
+                return json.load(f).get("context", {})
+        except (OSError, ValueError):
+            continue
+    return {}
+
+
 def load_section_modules():
     """Primitives added later keep their tables and plots in perf/report_<name>.py.
 

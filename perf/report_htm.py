@@ -7,7 +7,6 @@ module and calls register(report) with itself; every number comes from the
 JSON.
 """
 
-import json
 import os
 
 ELIDED = "hwsync_elided_mutex"
@@ -18,28 +17,8 @@ LIMIT = 1.05  # the issue's target on machines without RTM: elided <= 1.05x plai
 R = None  # perf/report.py, set by register()
 
 
-def htm_context(contexts):
-    """The context of the run that recorded HTM capabilities, or {}."""
-    for ctx in contexts.values():
-        if "htm_capabilities" in ctx:
-            return ctx
-    return {}
-
-
-def context_of(p):
-    """The htm benchmark's own context (from the JSON file its results came from)."""
-    for r in p.results:
-        path = os.path.join(getattr(p, "out_dir", ""), getattr(r, "source", ""))
-        try:
-            with open(path) as f:
-                return json.load(f).get("context", {})
-        except (OSError, ValueError):
-            continue
-    return {}
-
-
 def machine_rows(contexts):
-    ctx = htm_context(contexts)
+    ctx = R.context_with(contexts, "htm_capabilities")
     if not ctx:
         return []
     return [("HTM (hwsync::htm::capabilities)", ctx.get("htm_capabilities", "not recorded")),
@@ -57,10 +36,6 @@ def key_rows(p, add):
         add("read_mostly_table", "operations/s", "items_per_second", "higher", threads=t)
 
 
-def status(ok):
-    return "unknown (not measured)" if ok is None else ("**met**" if ok else "**NOT met**")
-
-
 def noise(p, scenario, key, **params):
     cvs = [r.cv[key] for r in (p.find(scenario, l, **params) for l in (ELIDED, PLAIN))
            if r is not None and r.cv.get(key) is not None]
@@ -69,7 +44,7 @@ def noise(p, scenario, key, **params):
 
 
 def targets(p, hw):
-    ctx = context_of(p)
+    ctx = R.primitive_context(p)
     rtm = ctx.get("htm_rtm_usable") == "true"
     backend = ctx.get("htm_backend", "not recorded")
     out = []
@@ -83,7 +58,7 @@ def targets(p, hw):
                     f"backend {backend})",
                     ("missing" if r is None else R.fmt_ratio(r)) +
                     noise(p, "uncontended", "cycles_per_op"),
-                    status(None if r is None else r <= LIMIT)))
+                    R.target_status(None if r is None else r <= LIMIT)))
         for t in p.param_values("contended", "threads"):
             r = R.ratio(p.value("contended", hw, "cycles_per_op", threads=t),
                         p.value("contended", PLAIN, "cycles_per_op", threads=t))
@@ -91,7 +66,7 @@ def targets(p, hw):
                         "per acquisition)",
                         ("missing" if r is None else R.fmt_ratio(r)) +
                         noise(p, "contended", "cycles_per_op", threads=t),
-                        status(None if r is None else r <= LIMIT)))
+                        R.target_status(None if r is None else r <= LIMIT)))
     for t in p.param_values("read_mostly_table", "threads"):
         r = R.ratio(p.value("read_mostly_table", hw, "items_per_second", threads=t),
                     p.value("read_mostly_table", PLAIN, "items_per_second", threads=t))

@@ -27,10 +27,6 @@ def key_rows(p, add):
         add("pool", "slowest/fastest", "fairness", "higher", threads=t)
 
 
-def status(ok):
-    return "unknown (not measured)" if ok is None else ("**met**" if ok else "**NOT met**")
-
-
 def targets(p, hw):
     """The issue's target (uncontended <= 1.0x std) and, for the fair one, its price."""
     out = []
@@ -42,7 +38,7 @@ def targets(p, hw):
         out.append((f"Uncontended acquire+release ≤ 1.0× {R.lock_name(p.baseline)} "
                     f"(cycles; permits:{n}: {what})",
                     "missing" if r is None else R.fmt_ratio(r),
-                    status(None if r is None else r <= 1.0)))
+                    R.target_status(None if r is None else r <= 1.0)))
     if hw == FAIR:
         for t in p.param_values("pool", "threads"):
             tf = p.value("pool", FAIR, "items_per_second", threads=t)

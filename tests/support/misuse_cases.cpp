@@ -9,9 +9,12 @@
 #include "hwsync/barrier.hpp"
 #include "hwsync/biased_shared_mutex.hpp"
 #include "hwsync/latch.hpp"
+#include "hwsync/lock_order.hpp"
 #include "hwsync/mutex.hpp"
+#include "hwsync/numa_mutex.hpp"
 #include "hwsync/semaphore.hpp"
 #include "hwsync/shared_mutex.hpp"
+#include "hwsync/stm.hpp"
 
 namespace {
 
@@ -370,6 +373,97 @@ int barrier_negative_expected() {
   return b.algorithm() == hwsync::barrier_algorithm::central ? 0 : 1;
 }
 
+// hwsync::numa_mutex (numa_mutex_test)
+
+int numa_unlock_by_non_owner() {
+  static hwsync::numa_mutex m;
+  m.lock();
+  std::thread([] { m.unlock(); }).join();
+  return 0;
+}
+
+int numa_unlock_unlocked() {
+  static hwsync::numa_mutex m;
+  m.unlock();
+  return 0;
+}
+
+int numa_relock_by_holder() {
+  static hwsync::numa_mutex m;
+  m.lock();
+  m.lock();
+  return 0;
+}
+
+int numa_destroy_held() {
+  alignas(hwsync::numa_mutex) unsigned char storage[sizeof(hwsync::numa_mutex)];
+  auto* m = new (storage) hwsync::numa_mutex;
+  m->lock();
+  m->~numa_mutex();
+  return 0;
+}
+
+// hwsync::stm (stm_test): a transaction reference kept past its block.
+int stm_transaction_escaped() {
+  static hwsync::stm::tvar<int> v{0};
+  hwsync::stm::transaction* escaped = nullptr;
+  hwsync::stm::atomically([&](hwsync::stm::transaction& tx) { escaped = &tx; });
+  (void)escaped->read(v);
+  return 0;
+}
+
+// The lock-order checker's actions (lock_order_test): the seed's transfers,
+// A -> B and later B -> A on another thread, never overlapping in time.
+void lock_order_transfers(hwsync::lock_order_action action) {
+  static hwsync::mutex a;
+  static hwsync::mutex b;
+  hwsync::set_lock_name(&a, "account A");
+  hwsync::set_lock_name(&b, "account B");
+  hwsync::enable_lock_order_checking();
+  hwsync::set_lock_order_action(action);
+  std::thread([] {
+    a.lock();
+    b.lock();
+    b.unlock();
+    a.unlock();
+  }).join();
+  std::thread([] {
+    b.lock();
+    a.lock();
+    a.unlock();
+    b.unlock();
+  }).join();
+  std::printf("transfers done\n");
+}
+
+int lock_order_log() {
+  lock_order_transfers(hwsync::lock_order_action::log);
+  return 0;
+}
+
+int lock_order_abort() {
+  lock_order_transfers(hwsync::lock_order_action::abort);
+  return 0;
+}
+
+// The profiler's environment switch (lock_profile_test): named locks taken
+// in one order, so that nothing but the profile is printed.
+int lock_profile_named_locks() {
+  static hwsync::mutex a;
+  static hwsync::mutex b;
+  hwsync::set_lock_name(&a, "account A");
+  hwsync::set_lock_name(&b, "account B");
+  for (int i = 0; i < 2; ++i) {
+    std::thread([] {
+      a.lock();
+      b.lock();
+      b.unlock();
+      a.unlock();
+    }).join();
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -381,55 +475,61 @@ int main(int argc, char** argv) {
     const char* name;
     int (*run)();
   };
-  const entry cases[] = {{"latch_count_down_past_zero", latch_count_down_past_zero},
-                         {"latch_negative_count_down", latch_negative_count_down},
-                         {"latch_expected_above_max", latch_expected_above_max},
-                         {"barrier_wait_stale_token", barrier_wait_stale_token},
-                         {"barrier_wait_foreign_token", barrier_wait_foreign_token},
-                         {"barrier_arrive_too_many", barrier_arrive_too_many},
-                         {"barrier_tree_arrive_too_many", barrier_tree_arrive_too_many},
-                         {"barrier_arrive_zero", barrier_arrive_zero},
-                         {"barrier_drop_with_no_parties", barrier_drop_with_no_parties},
-                         {"barrier_negative_expected", barrier_negative_expected},
-                         {"biased_published_reader_locks_exclusive",
-                          biased_published_reader_locks_exclusive},
-                         {"biased_published_reader_locks_shared_again",
-                          biased_published_reader_locks_shared_again},
-                         {"biased_writer_locks_shared", biased_writer_locks_shared},
-                         {"biased_unlock_shared_not_held", biased_unlock_shared_not_held},
-                         {"biased_unlock_by_non_owner", biased_unlock_by_non_owner},
-                         {"biased_destroy_published", biased_destroy_published},
-                         {"shared_unlock_shared_not_held", shared_unlock_shared_not_held},
-                         {"shared_writer_locks_shared", shared_writer_locks_shared},
-                         {"shared_writer_try_locks_shared", shared_writer_try_locks_shared},
-                         {"shared_reader_locks_shared_again", shared_reader_locks_shared_again},
-                         {"shared_reader_locks_exclusive", shared_reader_locks_exclusive},
-                         {"shared_upgrader_locks_shared", shared_upgrader_locks_shared},
-                         {"shared_writer_relocks", shared_writer_relocks},
-                         {"shared_unlock_by_non_owner", shared_unlock_by_non_owner},
-                         {"shared_unlock_unlocked", shared_unlock_unlocked},
-                         {"shared_writer_unlocks_shared", shared_writer_unlocks_shared},
-                         {"shared_unlock_upgrade_not_held", shared_unlock_upgrade_not_held},
-                         {"shared_upgrade_not_held", shared_upgrade_not_held},
-                         {"shared_downgrade_not_held", shared_downgrade_not_held},
-                         {"shared_destroy_held_shared", shared_destroy_held_shared},
-                         {"shared_destroy_held_exclusive", shared_destroy_held_exclusive},
-                         {"unlock_by_non_owner", unlock_by_non_owner},
-                         {"unlock_unlocked", unlock_unlocked},
-                         {"relock_by_holder", relock_by_holder},
-                         {"destroy_held", destroy_held},
-                         {"timed_unlock_by_non_owner", timed_unlock_by_non_owner},
-                         {"recursive_unlock_by_non_owner", recursive_unlock_by_non_owner},
-                         {"semaphore_binary_released_twice", semaphore_binary_released_twice},
-                         {"semaphore_release_n_past_max", semaphore_release_n_past_max},
-                         {"semaphore_release_more_than_max", semaphore_release_more_than_max},
-                         {"semaphore_release_negative", semaphore_release_negative},
-                         {"semaphore_desired_past_max", semaphore_desired_past_max},
-                         {"semaphore_desired_negative", semaphore_desired_negative},
-                         {"semaphore_destroyed_with_waiter", semaphore_destroyed_with_waiter},
-                         {"fair_semaphore_released_past_max", fair_semaphore_released_past_max},
-                         {"fair_semaphore_destroyed_with_waiters",
-                          fair_semaphore_destroyed_with_waiters}};
+  const entry cases[] = {
+      {"latch_count_down_past_zero", latch_count_down_past_zero},
+      {"latch_negative_count_down", latch_negative_count_down},
+      {"latch_expected_above_max", latch_expected_above_max},
+      {"stm_transaction_escaped", stm_transaction_escaped},
+      {"barrier_wait_stale_token", barrier_wait_stale_token},
+      {"barrier_wait_foreign_token", barrier_wait_foreign_token},
+      {"barrier_arrive_too_many", barrier_arrive_too_many},
+      {"barrier_tree_arrive_too_many", barrier_tree_arrive_too_many},
+      {"barrier_arrive_zero", barrier_arrive_zero},
+      {"barrier_drop_with_no_parties", barrier_drop_with_no_parties},
+      {"barrier_negative_expected", barrier_negative_expected},
+      {"biased_published_reader_locks_exclusive", biased_published_reader_locks_exclusive},
+      {"biased_published_reader_locks_shared_again", biased_published_reader_locks_shared_again},
+      {"biased_writer_locks_shared", biased_writer_locks_shared},
+      {"biased_unlock_shared_not_held", biased_unlock_shared_not_held},
+      {"biased_unlock_by_non_owner", biased_unlock_by_non_owner},
+      {"biased_destroy_published", biased_destroy_published},
+      {"shared_unlock_shared_not_held", shared_unlock_shared_not_held},
+      {"shared_writer_locks_shared", shared_writer_locks_shared},
+      {"shared_writer_try_locks_shared", shared_writer_try_locks_shared},
+      {"shared_reader_locks_shared_again", shared_reader_locks_shared_again},
+      {"shared_reader_locks_exclusive", shared_reader_locks_exclusive},
+      {"shared_upgrader_locks_shared", shared_upgrader_locks_shared},
+      {"shared_writer_relocks", shared_writer_relocks},
+      {"shared_unlock_by_non_owner", shared_unlock_by_non_owner},
+      {"shared_unlock_unlocked", shared_unlock_unlocked},
+      {"shared_writer_unlocks_shared", shared_writer_unlocks_shared},
+      {"shared_unlock_upgrade_not_held", shared_unlock_upgrade_not_held},
+      {"shared_upgrade_not_held", shared_upgrade_not_held},
+      {"shared_downgrade_not_held", shared_downgrade_not_held},
+      {"shared_destroy_held_shared", shared_destroy_held_shared},
+      {"shared_destroy_held_exclusive", shared_destroy_held_exclusive},
+      {"numa_unlock_by_non_owner", numa_unlock_by_non_owner},
+      {"numa_unlock_unlocked", numa_unlock_unlocked},
+      {"numa_relock_by_holder", numa_relock_by_holder},
+      {"numa_destroy_held", numa_destroy_held},
+      {"lock_order_log", lock_order_log},
+      {"lock_order_abort", lock_order_abort},
+      {"lock_profile_named_locks", lock_profile_named_locks},
+      {"unlock_by_non_owner", unlock_by_non_owner},
+      {"unlock_unlocked", unlock_unlocked},
+      {"relock_by_holder", relock_by_holder},
+      {"destroy_held", destroy_held},
+      {"timed_unlock_by_non_owner", timed_unlock_by_non_owner},
+      {"recursive_unlock_by_non_owner", recursive_unlock_by_non_owner},
+      {"semaphore_binary_released_twice", semaphore_binary_released_twice},
+      {"semaphore_release_n_past_max", semaphore_release_n_past_max},
+      {"semaphore_release_more_than_max", semaphore_release_more_than_max},
+      {"semaphore_release_negative", semaphore_release_negative},
+      {"semaphore_desired_past_max", semaphore_desired_past_max},
+      {"semaphore_desired_negative", semaphore_desired_negative},
+      {"semaphore_destroyed_with_waiter", semaphore_destroyed_with_waiter},
+      {"fair_semaphore_released_past_max", fair_semaphore_released_past_max},
+      {"fair_semaphore_destroyed_with_waiters", fair_semaphore_destroyed_with_waiters}};
   for (const entry& c : cases) {
     if (std::strcmp(argv[1], c.name) == 0) {
       c.run();

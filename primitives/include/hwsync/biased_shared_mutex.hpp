@@ -75,7 +75,11 @@
 //                 destroying a held lock.
 //   Tools         ThreadSanitizer sees one reader-writer mutex at the
 //                 object's address; Clang's -Wthread-safety sees a
-//                 capability with shared and exclusive modes.
+//                 capability with shared and exclusive modes. hwsync's
+//                 lock-order checker and contention profiler see every
+//                 acquisition on either path (hwsync/lock_observer.hpp; one
+//                 load and one branch while off); the destructor drops the
+//                 lock's entries, if they ever held any.
 //
 // The bias word (32 bits; the revoking writer parks on it)
 //   bit 0      BIAS       readers may publish instead of locking
@@ -115,6 +119,7 @@
 #include "hwsync/cycle_clock.hpp"
 #include "hwsync/debug_checks.hpp"
 #include "hwsync/futex.hpp"
+#include "hwsync/lock_observer.hpp"
 #include "hwsync/sanitizer.hpp"
 #include "hwsync/shared_mutex.hpp"
 #include "hwsync/thread_annotations.hpp"
@@ -175,18 +180,20 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
   biased_shared_mutex() noexcept : table_(&detail::process_visible_readers()) {}
   biased_shared_mutex(const biased_shared_mutex&) = delete;
   biased_shared_mutex& operator=(const biased_shared_mutex&) = delete;
-#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
   ~biased_shared_mutex() {
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
     check_.on_destroy(type_name, this, word_.raw());
     if constexpr (debug::checks_enabled) check_no_published_reader();
     tsan::mutex_destroy(this, 0);
-  }
 #endif
+    detail::observe::destroyed(this);
+  }
 
   // Exclusive ---------------------------------------------------------------
 
   void lock() HWSYNC_ACQUIRE() {
     check_.before_acquire(type_name, this, "lock()");
+    const detail::observe::attempt seen(this, true);
     tsan::pre_lock(this, 0);
     word_.lock();
     if ((bias_.load(std::memory_order_relaxed) & bias) != 0) {
@@ -195,13 +202,14 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
     }
     tsan::post_lock(this, 0, 0);
     check_.writer_is_me();
+    seen.acquired();
   }
 
   // Fails while readers published through the bias are inside (it does not
   // wait for them). The timed members wait for them until the deadline; one
   // that gives up leaves the bias on, as it found it.
   bool try_lock() HWSYNC_TRY_ACQUIRE(true) {
-    return try_exclusive(nullptr);
+    return observed_try_exclusive(nullptr);
   }
 
   template <class Rep, class Period>
@@ -212,12 +220,13 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
   template <class Clock, class Duration>
   bool try_lock_until(const std::chrono::time_point<Clock, Duration>& abs)
       HWSYNC_TRY_ACQUIRE(true) {
-    return detail::wait_until_on(abs,
-                                 [this](const futex::deadline* d) { return try_exclusive(d); });
+    return detail::wait_until_on(
+        abs, [this](const futex::deadline* d) { return observed_try_exclusive(d); });
   }
 
   void unlock() HWSYNC_RELEASE() {
     check_.before_unlock(type_name, this);
+    detail::observe::released(this);
     tsan::pre_unlock(this, 0);
     word_.unlock();
     tsan::post_unlock(this, 0);
@@ -227,6 +236,7 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
 
   void lock_shared() HWSYNC_ACQUIRE_SHARED() {
     check_.before_acquire(type_name, this, "lock_shared()");
+    const detail::observe::attempt seen(this, true);
     tsan::pre_lock(this, tsan::flag::read_lock);
     if (!try_publish()) {
       const auto never = futex::deadline::never();
@@ -234,10 +244,11 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
     }
     tsan::post_lock(this, tsan::flag::read_lock, 0);
     check_.reader_is_me(this);
+    seen.acquired(detail::observe::mode::shared);
   }
 
   bool try_lock_shared() HWSYNC_TRY_ACQUIRE_SHARED(true) {
-    return try_shared(nullptr);
+    return observed_try_shared(nullptr);
   }
 
   template <class Rep, class Period>
@@ -249,11 +260,13 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
   template <class Clock, class Duration>
   bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& abs)
       HWSYNC_TRY_ACQUIRE_SHARED(true) {
-    return detail::wait_until_on(abs, [this](const futex::deadline* d) { return try_shared(d); });
+    return detail::wait_until_on(
+        abs, [this](const futex::deadline* d) { return observed_try_shared(d); });
   }
 
   void unlock_shared() HWSYNC_RELEASE_SHARED() {
     check_.before_unlock_shared(type_name, this);
+    detail::observe::released(this);
     tsan::pre_unlock(this, tsan::flag::read_lock);
     detail::visible_reader_slot& slot = table_->slot_for(this, detail::reader_identity());
     if (slot.lock.load(std::memory_order_relaxed) == this &&
@@ -318,6 +331,19 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
 
   bool try_exclusive(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS;
   bool try_shared(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS;
+  // The two above with the lock observers' hooks (a deadline ahead may wait).
+  bool observed_try_exclusive(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS {
+    const detail::observe::attempt seen(this, d != nullptr);
+    const bool ok = try_exclusive(d);
+    if (ok) seen.acquired();
+    return ok;
+  }
+  bool observed_try_shared(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS {
+    const detail::observe::attempt seen(this, d != nullptr);
+    const bool ok = try_shared(d);
+    if (ok) seen.acquired(detail::observe::mode::shared);
+    return ok;
+  }
 
   // The bias word first: TSan's mutex is the object's address, and the
   // underlying word must not share it.

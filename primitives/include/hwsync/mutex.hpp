@@ -34,6 +34,12 @@
 //                 naming the mutex and the threads with HWSYNC_DEBUG_CHECKS.
 //   Tools         ThreadSanitizer sees a mutex (lock-order inversions and
 //                 races naming it); Clang's -Wthread-safety sees a capability.
+//                 hwsync's lock-order checker and contention profiler see
+//                 every acquisition (hwsync/lock_observer.hpp): one load and
+//                 one branch each while they are off. So every lock here has
+//                 a destructor (it drops the lock's entries, if the observers
+//                 ever held any): constexpr-constructible, not trivially
+//                 destructible.
 //
 // The lock word (32 bits)
 //   bit 0      LOCKED    a thread holds the mutex
@@ -69,6 +75,7 @@
 #include "hwsync/config.hpp"
 #include "hwsync/debug_checks.hpp"
 #include "hwsync/futex.hpp"
+#include "hwsync/lock_observer.hpp"
 #include "hwsync/sanitizer.hpp"
 #include "hwsync/thread_annotations.hpp"
 
@@ -223,26 +230,31 @@ class checked_mutex_word {
  public:
   void lock(const char* type, void* self) noexcept {
     owner_.before_lock(type, self);
+    const observe::attempt seen(self, true);
     tsan::pre_lock(self, 0);
     word_.lock();
     tsan::post_lock(self, 0, 0);
     owner_.locked_by_me();
+    seen.acquired();
   }
 
   // One attempt when `d` is null (try_lock, or an expired deadline), else
   // waits until *d.
   bool try_lock(const futex::deadline* d, const char* type, void* self) noexcept {
     owner_.before_lock(type, self);
+    const observe::attempt seen(self, d != nullptr);
     tsan::pre_lock(self, tsan::flag::try_lock);
     const bool ok = d == nullptr ? word_.try_lock() : word_.lock_until(*d);
     tsan::post_lock(
         self, ok ? tsan::flag::try_lock : tsan::flag::try_lock | tsan::flag::try_lock_failed, 0);
     if (ok) owner_.locked_by_me();
+    if (ok) seen.acquired();
     return ok;
   }
 
   void unlock(const char* type, void* self) noexcept {
     owner_.before_unlock(type, self);
+    observe::released(self);
     tsan::pre_unlock(self, 0);
     word_.unlock();
     tsan::post_unlock(self, 0);
@@ -256,10 +268,12 @@ class checked_mutex_word {
   // For condition_variable's wait morphing (see mutex_word).
   void lock_requeued(const char* type, void* self) noexcept {
     owner_.before_lock(type, self);
+    const observe::attempt seen(self, true);
     tsan::pre_lock(self, 0);
     word_.lock_requeued();
     tsan::post_lock(self, 0, 0);
     owner_.locked_by_me();
+    seen.acquired();
   }
   mutex_word& word() noexcept { return word_; }
   bool is_locked() const noexcept { return word_.is_locked(); }
@@ -276,11 +290,12 @@ class HWSYNC_CAPABILITY("mutex") mutex {
   constexpr mutex() noexcept = default;
   mutex(const mutex&) = delete;
   mutex& operator=(const mutex&) = delete;
-#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
   ~mutex() {
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
     impl_.destroy(type_name, this);
-  }
 #endif
+    detail::observe::destroyed(this);
+  }
 
   void lock() HWSYNC_ACQUIRE() {
     impl_.lock(type_name, this);
@@ -307,11 +322,12 @@ class HWSYNC_CAPABILITY("mutex") timed_mutex {
   constexpr timed_mutex() noexcept = default;
   timed_mutex(const timed_mutex&) = delete;
   timed_mutex& operator=(const timed_mutex&) = delete;
-#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
   ~timed_mutex() {
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
     impl_.destroy(type_name, this);
-  }
 #endif
+    detail::observe::destroyed(this);
+  }
 
   void lock() HWSYNC_ACQUIRE() {
     impl_.lock(type_name, this);
@@ -357,11 +373,13 @@ class basic_recursive_mutex {
       relock(self);
       return;
     }
+    const observe::attempt seen(self, true);
     tsan::pre_lock(self, tsan::flag::write_reentrant);
     word_.lock();
     owner_.store(pthread_self(), std::memory_order_relaxed);
     depth_ = 1;
     tsan::post_lock(self, tsan::flag::write_reentrant, 0);
+    seen.acquired();
   }
 
   // d null: one attempt. A depth overflow fails the attempt, as std allows.
@@ -372,6 +390,7 @@ class basic_recursive_mutex {
       return true;
     }
     constexpr unsigned f = tsan::flag::write_reentrant | tsan::flag::try_lock;
+    const observe::attempt seen(self, d != nullptr);
     tsan::pre_lock(self, f);
     const bool ok = d == nullptr ? word_.try_lock() : word_.lock_until(*d);
     if (ok) {
@@ -379,6 +398,7 @@ class basic_recursive_mutex {
       depth_ = 1;
     }
     tsan::post_lock(self, ok ? f : f | tsan::flag::try_lock_failed, 0);
+    if (ok) seen.acquired();
     return ok;
   }
 
@@ -386,6 +406,7 @@ class basic_recursive_mutex {
     if constexpr (debug::checks_enabled) {
       if (!held_by_me()) debug::misuse(type, self, "unlock() by a thread that does not hold it");
     }
+    if (depth_ == 1) observe::released(self);
     tsan::pre_unlock(self, tsan::flag::write_reentrant);
     if (--depth_ == 0) {
       owner_.store(pthread_t{}, std::memory_order_relaxed);
@@ -435,11 +456,12 @@ class HWSYNC_CAPABILITY("mutex") recursive_mutex {
   recursive_mutex() noexcept = default;
   recursive_mutex(const recursive_mutex&) = delete;
   recursive_mutex& operator=(const recursive_mutex&) = delete;
-#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
   ~recursive_mutex() {
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
     impl_.destroy(type_name, this);
-  }
 #endif
+    detail::observe::destroyed(this);
+  }
 
   void lock() HWSYNC_ACQUIRE() {
     impl_.lock(type_name, this);
@@ -462,11 +484,12 @@ class HWSYNC_CAPABILITY("mutex") recursive_timed_mutex {
   recursive_timed_mutex() noexcept = default;
   recursive_timed_mutex(const recursive_timed_mutex&) = delete;
   recursive_timed_mutex& operator=(const recursive_timed_mutex&) = delete;
-#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
   ~recursive_timed_mutex() {
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
     impl_.destroy(type_name, this);
-  }
 #endif
+    detail::observe::destroyed(this);
+  }
 
   void lock() HWSYNC_ACQUIRE() {
     impl_.lock(type_name, this);

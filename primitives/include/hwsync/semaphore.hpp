@@ -25,8 +25,10 @@
 //                 everything written before a release() is visible after
 //                 the acquire that takes one of its permits (for fair, also
 //                 when another releaser hands that permit over).
-//   Blocking      acquire() spins briefly (hwsync/spin.hpp), then parks:
-//                 counting on the count's futex word, fair on a futex word
+//   Blocking      acquire() spins briefly (hwsync/spin.hpp), then (counting
+//                 only) yields its CPU for up to 50 µs (yield_until: a
+//                 permit handed straight back needs no futex wake-up), then
+//                 parks: counting on the count's futex word, fair on a futex word
 //                 of its own (fair: only a waiter first in line spins; one
 //                 behind others cannot be served before them and parks at
 //                 once). release(n) wakes at most n parked waiters, never

@@ -88,7 +88,11 @@
 //   Tools         ThreadSanitizer sees a reader-writer mutex (read and write
 //                 lock events: races between readers that write are
 //                 reported); Clang's -Wthread-safety sees a capability with
-//                 shared and exclusive modes.
+//                 shared and exclusive modes. hwsync's lock-order checker and
+//                 contention profiler see every acquisition in every mode
+//                 (hwsync/lock_observer.hpp; one load and one branch while
+//                 off), so the lock has a destructor: constexpr-
+//                 constructible, not trivially destructible.
 //
 // The lock word (64 bits; x86-64 is little-endian, so the low half is the
 // futex word at the lower address)
@@ -197,6 +201,7 @@
 #include "hwsync/config.hpp"
 #include "hwsync/debug_checks.hpp"
 #include "hwsync/futex.hpp"
+#include "hwsync/lock_observer.hpp"
 #include "hwsync/mutex.hpp"  // detail::wait_until_on
 #include "hwsync/sanitizer.hpp"
 #include "hwsync/thread_annotations.hpp"
@@ -532,21 +537,24 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
   constexpr shared_mutex() noexcept = default;
   shared_mutex(const shared_mutex&) = delete;
   shared_mutex& operator=(const shared_mutex&) = delete;
-#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
   ~shared_mutex() {
+#if HWSYNC_DEBUG_CHECKS || HWSYNC_TSAN
     check_.on_destroy(type_name(), this, word_.raw());
     tsan::mutex_destroy(this, 0);
-  }
 #endif
+    detail::observe::destroyed(this);
+  }
 
   // Exclusive ---------------------------------------------------------------
 
   void lock() HWSYNC_ACQUIRE() {
     check_.before_acquire(type_name(), this, "lock()");
+    const detail::observe::attempt seen(this, true);
     tsan::pre_lock(this, 0);
     word_.lock(Policy::writer_grace);
     tsan::post_lock(this, 0, 0);
     check_.writer_is_me();
+    seen.acquired();
   }
 
   bool try_lock() HWSYNC_TRY_ACQUIRE(true) {
@@ -567,6 +575,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   void unlock() HWSYNC_RELEASE() {
     check_.before_unlock(type_name(), this);
+    detail::observe::released(this);
     tsan::pre_unlock(this, 0);
     word_.unlock();
     tsan::post_unlock(this, 0);
@@ -580,10 +589,12 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   void lock_shared() HWSYNC_ACQUIRE_SHARED() {
     check_.before_acquire(type_name(), this, "lock_shared()");
+    const detail::observe::attempt seen(this, true);
     tsan::pre_lock(this, tsan::flag::read_lock);
     word_.lock_shared();
     tsan::post_lock(this, tsan::flag::read_lock, 0);
     check_.reader_is_me(this);
+    seen.acquired(detail::observe::mode::shared);
   }
 
   bool try_lock_shared() HWSYNC_TRY_ACQUIRE_SHARED(true) {
@@ -604,6 +615,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   void unlock_shared() HWSYNC_RELEASE_SHARED() {
     check_.before_unlock_shared(type_name(), this);
+    detail::observe::released(this);
     tsan::pre_unlock(this, tsan::flag::read_lock);
     word_.unlock_shared();
     tsan::post_unlock(this, tsan::flag::read_lock);
@@ -615,10 +627,12 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   void lock_upgrade() HWSYNC_ACQUIRE_SHARED() {
     check_.before_acquire(type_name(), this, "lock_upgrade()");
+    const detail::observe::attempt seen(this, true);
     tsan::pre_lock(this, tsan::flag::read_lock);
     word_.lock_upgrade();
     tsan::post_lock(this, tsan::flag::read_lock, 0);
     check_.upgrader_is_me();
+    seen.acquired(detail::observe::mode::shared);
   }
 
   bool try_lock_upgrade() HWSYNC_TRY_ACQUIRE_SHARED(true) {
@@ -639,6 +653,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   void unlock_upgrade() HWSYNC_RELEASE_SHARED() {
     check_.before_upgrade_op(type_name(), this, "unlock_upgrade()");
+    detail::observe::released(this);
     tsan::pre_unlock(this, tsan::flag::read_lock);
     word_.unlock_upgrade();
     tsan::post_unlock(this, tsan::flag::read_lock);
@@ -699,26 +714,32 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
   // until *d.
   bool try_exclusive(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS {
     check_.before_acquire(type_name(), this, "try_lock()");
+    const detail::observe::attempt seen(this, d != nullptr);
     tsan::pre_lock(this, tsan::flag::try_lock);
     const bool ok = d == nullptr ? word_.try_lock() : word_.lock_until(*d, Policy::writer_grace);
     tsan::post_lock(this, tsan_try_flags(ok), 0);
     if (ok) check_.writer_is_me();
+    if (ok) seen.acquired();
     return ok;
   }
   bool try_shared(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS {
     check_.before_acquire(type_name(), this, "try_lock_shared()");
+    const detail::observe::attempt seen(this, d != nullptr);
     tsan::pre_lock(this, tsan::flag::read_lock | tsan::flag::try_lock);
     const bool ok = d == nullptr ? word_.try_lock_shared() : word_.lock_shared_until(*d);
     tsan::post_lock(this, tsan::flag::read_lock | tsan_try_flags(ok), 0);
     if (ok) check_.reader_is_me(this);
+    if (ok) seen.acquired(detail::observe::mode::shared);
     return ok;
   }
   bool try_upgrade(const futex::deadline* d) HWSYNC_NO_THREAD_SAFETY_ANALYSIS {
     check_.before_acquire(type_name(), this, "try_lock_upgrade()");
+    const detail::observe::attempt seen(this, d != nullptr);
     tsan::pre_lock(this, tsan::flag::read_lock | tsan::flag::try_lock);
     const bool ok = d == nullptr ? word_.try_lock_upgrade() : word_.lock_upgrade_until(*d);
     tsan::post_lock(this, tsan::flag::read_lock | tsan_try_flags(ok), 0);
     if (ok) check_.upgrader_is_me();
+    if (ok) seen.acquired(detail::observe::mode::shared);
     return ok;
   }
   static constexpr unsigned tsan_try_flags(bool ok) noexcept {

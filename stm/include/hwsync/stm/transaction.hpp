@@ -1,0 +1,493 @@
+// hwsync/stm/transaction.hpp — hwsync::stm::transaction, the handle user code
+// gets inside atomically(): read, write, retry, or_else, on_commit, on_abort.
+//
+// Contract
+//   One descriptor per thread, reused by every transaction of that thread
+//   (its logs keep their capacity). User code only ever sees it as the
+//   argument of the function given to atomically() (hwsync/stm/atomically.hpp).
+//   Algorithm     TL2 with LSA timestamp extension: reads are validated
+//                 against the read version rv (the clock sampled at begin
+//                 for a read-only attempt; for a logged one the thread's
+//                 last commit version or extension) one by one, so user code never sees an
+//                 inconsistent state (opacity), even in an attempt that will abort. A version newer
+//                 than rv is not an abort by itself: the read set is revalidated and rv moves to
+//                 the current clock (extension). Writes go to a redo log; commit locks the written
+//                 stripes, takes wv = clock + 1, revalidates the read set (skipped when wv == rv +
+//                 1: nobody committed in between), writes back, and unlocks with version wv.
+//   Modes         (chosen per attempt, see begin())
+//                 read_only      no read log; a version newer than rv aborts
+//                                (the next attempt logs); a write upgrades
+//                                (abort, rerun logged). Used at call sites
+//                                that have never written.
+//                 logged         the TL2 path above.
+//                 serial         irrevocable: holds the serial mutex and the
+//                                serial gate, so no other transaction
+//                                commits while it runs; its reads cannot be
+//                                invalidated and it always commits. Entered
+//                                after tuning::serial_after aborts.
+//                 single_thread  the only thread with a descriptor (a thread
+//                                registering one waits for the running
+//                                transaction to end), so reads and writes
+//                                go straight to the tvars, with an undo log
+//                                for exceptions, retry and or_else. No
+//                                stripe, clock, read log or atomic
+//                                read-modify-write.
+//                 hardware       the HTM fast path (hwsync/htm): reads check
+//                                the stripe is unlocked (else XABORT), the
+//                                commit writes back, bumps the clock and the
+//                                stripe versions inside the hardware
+//                                transaction. Under HWSYNC_HTM=emulate it runs
+//                                the serial protocol (the emulation cannot
+//                                roll back). docs/stm.md, "Hybrid protocol".
+//   Blocking      retry() ends the attempt; the thread registers its read
+//                 set, revalidates it, and parks on a futex until a commit
+//                 writes one of those stripes. Never a busy loop.
+//   Contention    after an abort: randomized exponential backoff in
+//                 cycle_clock ticks (yielding the CPU for long waits), and
+//                 after serial_after aborts the serial mode, which cannot
+//                 abort: no transaction starves.
+//   Exceptions    a user exception discards the attempt (redo log dropped,
+//                 undo log applied), runs on_abort callbacks and propagates.
+//                 The STM's own signals (abort, retry) are exceptions too:
+//                 user code that catches (...) must rethrow; one that
+//                 swallows them still cannot commit (the attempt is doomed).
+//   Nesting       flat: a nested atomically() joins the outer transaction.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "hwsync/debug_checks.hpp"
+#include "hwsync/stm/statistics.hpp"
+#include "hwsync/stm/stripe_table.hpp"
+#include "hwsync/stm/tvar.hpp"
+
+namespace hwsync::htm {
+class status;
+}
+
+namespace hwsync::stm {
+
+// Contention management and fast-path tuning, process-wide.
+struct tuning {
+  unsigned serial_after = 16;                  // aborts of one atomically() before it runs serially
+  std::uint64_t backoff_min_ticks = 128;       // first backoff window (cycle_clock ticks)
+  std::uint64_t backoff_max_ticks = 1u << 16;  // the window doubles up to this (~27 µs at 2.45 GHz)
+  std::uint64_t locked_spin_ticks = 2048;      // wait this long for a locked stripe, then abort
+  unsigned hardware_attempts = 4;              // hardware tries before software (capacity: at once)
+  bool single_thread_mode = true;  // the uninstrumented mode when one thread uses the STM
+
+  // Throws std::invalid_argument naming the field, what was expected and the value.
+  void validate() const;
+};
+tuning current_tuning() noexcept;
+void set_tuning(const tuning& t);  // validates; takes effect at the next attempt
+
+// Privatization fence: returns once every update transaction that committed
+// before the call has finished writing back. After a transaction makes data
+// private (say, unlinks a node), call it before touching that data with
+// unsafe_load/unsafe_store. Costs one pass over the thread list plus the
+// wait; the price on the commit path is one store to the committer's own
+// cache line (docs/stm.md, "Privatization").
+void quiesce();
+
+namespace detail {
+
+struct abort_signal {};  // the attempt aborted; atomically() reruns it
+struct retry_signal {};  // tx.retry(): atomically() blocks, then reruns
+
+enum class mode : std::uint8_t { read_only, logged, serial, hardware, single_thread };
+
+// One per atomically() call site (the function object's type): whether it
+// has ever written, so a reader-only site starts without a read log.
+struct site_profile {
+  std::atomic<bool> writes{false};
+};
+
+struct write_entry {
+  const void* tvar;
+  std::atomic<std::uint64_t>* words;  // null for a shared_ptr tvar
+  void (*store_pointer)(const void*, const std::shared_ptr<const void>&);
+  std::uint32_t stripe;
+  std::uint32_t offset;  // into arena_ (words) or pointers_ (shared_ptr)
+  std::uint32_t count;   // words
+};
+
+enum class abandon_cause : std::uint8_t { retry, abort, exception };
+
+// Per thread: the running transaction and the thread's descriptor.
+// initial-exec: one %fs-relative access from inline code, no
+// __tls_get_addr call (the library is linked, not dlopen'ed).
+struct thread_slot {
+  transaction* current;     // the running transaction, or null
+  transaction* descriptor;  // this thread's descriptor, or null before its first use
+};
+extern constinit thread_local thread_slot slot __attribute__((tls_model("initial-exec")));
+
+// The calling thread's transaction while atomically() runs one, else null.
+inline transaction* current_transaction() noexcept {
+  return slot.current;
+}
+
+// atomically()'s entry: the running transaction when called inside one
+// (nested = true: flat nesting), else the thread's descriptor, created on
+// first use (enter_first) and started for this call site.
+inline transaction* enter(site_profile& profile, bool& nested);
+transaction* enter_first(site_profile& profile);
+
+}  // namespace detail
+
+class transaction {
+ public:
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+
+  template <class T>
+  T read(const tvar<T>& v) {
+    check_active();
+    constexpr std::uint32_t n = tvar<T>::word_count;
+    std::uint64_t buf[n];
+    if (const detail::write_entry* e = find_write(&v, 0)) {
+      std::memcpy(buf, arena_.data() + e->offset, sizeof buf);
+    } else {
+      read_words(&v, v.words_, n, buf);
+    }
+    return tvar<T>::from_words(buf);
+  }
+
+  template <class T>
+  std::shared_ptr<const T> read(const tvar<std::shared_ptr<const T>>& v) {
+    check_active();
+    if (const detail::write_entry* e = find_write(&v, 0))
+      return std::static_pointer_cast<const T>(pointers_[e->offset]);
+    std::shared_ptr<const void> p;
+    read_pointer(&v, &tvar<std::shared_ptr<const T>>::load_erased, &p);
+    return std::static_pointer_cast<const T>(std::move(p));
+  }
+
+  template <class T>
+  void write(tvar<T>& v, const std::type_identity_t<T>& x) {
+    check_active();
+    constexpr std::uint32_t n = tvar<T>::word_count;
+    std::uint64_t buf[n];
+    tvar<T>::to_words(x, buf);
+    write_words(&v, v.words_, n, buf);
+  }
+
+  template <class T>
+  void write(tvar<std::shared_ptr<const T>>& v, std::shared_ptr<const T> x) {
+    check_active();
+    write_pointer(&v, &tvar<std::shared_ptr<const T>>::load_erased,
+                  &tvar<std::shared_ptr<const T>>::store_erased,
+                  std::static_pointer_cast<const void>(std::move(x)));
+  }
+
+  // Ends the attempt and blocks until another transaction commits to a tvar
+  // this one has read (in or_else: in either branch), then reruns it.
+  [[noreturn]] void retry();
+
+  // Runs f1; if f1 retries, undoes f1's writes and callbacks (keeping its
+  // reads, so a retry of the whole waits on both branches) and runs f2.
+  template <class F1, class F2>
+  auto or_else(F1&& f1, F2&& f2) -> std::invoke_result_t<F1&, transaction&> {
+    const checkpoint cp = save();
+    const std::size_t outer_floor = floor_;
+    floor_ = writes_.size();
+    try {
+      if constexpr (std::is_void_v<std::invoke_result_t<F1&, transaction&>>) {
+        f1(*this);
+        floor_ = outer_floor;
+        return;
+      } else {
+        auto r = f1(*this);
+        floor_ = outer_floor;
+        return r;
+      }
+    } catch (const detail::retry_signal&) {
+      rollback_to(cp);
+      floor_ = outer_floor;
+      retry_requested_ = false;
+    } catch (...) {
+      floor_ = outer_floor;
+      throw;
+    }
+    return f2(*this);
+  }
+
+  // Runs cb once, after this transaction commits, outside any transaction.
+  template <class F>
+  void on_commit(F&& cb) {
+    check_active();
+    on_commit_.emplace_back(std::forward<F>(cb));
+  }
+  // Runs cb if this attempt is rolled back (abort, retry, exception); it is
+  // then forgotten (a rerun registers again).
+  template <class F>
+  void on_abort(F&& cb) {
+    check_active();
+    on_abort_.emplace_back(std::forward<F>(cb));
+  }
+
+  // ---- used by atomically() (hwsync/stm/atomically.hpp) ----
+  void begin() {
+    // The single-thread mode, inline: no call, no atomic read-modify-write.
+    if (attempts_ < tuning_.serial_after && tuning_.single_thread_mode && !no_single_ &&
+        detail::try_enter_single_thread_mode()) [[likely]] {
+      mode_ = detail::mode::single_thread;
+      return;
+    }
+    begin_multi();
+  }
+  void commit() {
+    if (mode_ == detail::mode::single_thread && !doomed_ && !retry_requested_) [[likely]] {
+      detail::leave_single_thread_mode();
+      mode_ = detail::mode::logged;
+      count(&statistics::single_thread_commits);
+      committed();
+      return;
+    }
+    commit_multi();
+  }
+  void after_abort();
+  void after_retry();
+  void after_exception() noexcept;
+  // After a successful commit (which already left the transaction): runs
+  // the on_commit callbacks, if any.
+  void after_commit() {
+    if (!on_commit_.empty()) run_on_commit();
+  }
+  bool hardware_wanted() const noexcept { return hardware_wanted_; }
+  void begin_hardware();
+  void commit_hardware();
+  // A retry, abort or exception left a hardware attempt. On RTM: XABORT,
+  // does not return. Emulated: undoes the attempt and returns.
+  void abandon_hardware(detail::abandon_cause cause);
+  // After an aborted hardware begin: whether to try hardware again.
+  bool hardware_aborted(const htm::status& s) noexcept;
+  ~transaction();
+
+ private:
+  friend transaction& this_thread_transaction();
+  friend transaction* detail::enter(detail::site_profile& profile, bool& nested);
+  friend transaction* detail::enter_first(detail::site_profile& profile);
+  transaction();
+  void start(detail::site_profile& profile) noexcept {
+    profile_ = &profile;
+    attempts_ = 0;
+    hardware_tries_ = 0;
+    force_logged_ = false;
+    no_single_ = false;
+    detail::slot.current = this;
+    if (detail::runtime.tuning_epoch.load(std::memory_order_acquire) != tuning_epoch_) [[unlikely]]
+      refresh_tuning();
+    hardware_wanted_ = false;
+    if (tuning_.hardware_attempts == 0) return;
+    // One thread: the single-thread mode beats any hardware transaction.
+    if (tuning_.single_thread_mode &&
+        detail::runtime.live_threads.load(std::memory_order_relaxed) == 1)
+      return;
+    hardware_wanted_ = hardware_backend_active();
+  }
+  void refresh_tuning() noexcept;
+  static bool hardware_backend_active() noexcept;
+  void begin_multi();
+  void commit_multi();
+
+  struct checkpoint {
+    std::size_t writes, arena, pointers, undo_words, on_commit, on_abort;
+    std::uint64_t filter;
+  };
+  checkpoint save() const noexcept {
+    return {writes_.size(),    arena_.size(),    pointers_.size(), undo_words_.size(),
+            on_commit_.size(), on_abort_.size(), filter_};
+  }
+  void rollback_to(const checkpoint& cp) noexcept;
+
+  // Debug checks: a transaction reference that escaped its atomically()
+  // block (stored, then used after the block returned, or by another thread).
+  void check_active() const noexcept {
+    if constexpr (debug::checks_enabled) {
+      if (detail::current_transaction() != this)
+        debug::misuse("hwsync::stm::transaction", this,
+                      "used outside its atomically() block (the reference escaped it)");
+    }
+  }
+
+  static std::uint64_t filter_bit(const void* tv) noexcept {
+    return std::uint64_t{1} << ((reinterpret_cast<std::uintptr_t>(tv) >> 3) & 63);
+  }
+
+  const detail::write_entry* find_write(const void* tv, std::size_t floor) const noexcept {
+    if ((filter_ & filter_bit(tv)) == 0) return nullptr;
+    for (std::size_t i = writes_.size(); i-- > floor;)
+      if (writes_[i].tvar == tv) return &writes_[i];
+    return nullptr;
+  }
+
+  [[gnu::always_inline]] void read_words(const void* tv, const std::atomic<std::uint64_t>* src,
+                                         std::uint32_t n, std::uint64_t* out) {
+    if (mode_ == detail::mode::single_thread) {
+      for (std::uint32_t i = 0; i < n; ++i) out[i] = src[i].load(std::memory_order_relaxed);
+      return;
+    }
+    const std::uint32_t idx = detail::stripe_index(tv);
+    if (mode_ <= detail::mode::logged) [[likely]] {
+      const std::atomic<std::uint64_t>& s = detail::stripes[idx];
+      const std::uint64_t w1 = s.load(std::memory_order_acquire);
+      if (!detail::is_locked(w1) && detail::version_of(w1) <= rv_) [[likely]] {
+        // acquire: the stripe re-load below cannot move above these loads.
+        for (std::uint32_t i = 0; i < n; ++i) out[i] = src[i].load(std::memory_order_acquire);
+        if (s.load(std::memory_order_relaxed) == w1) [[likely]] {
+          if (mode_ == detail::mode::logged) {
+            read_set_.push_back(idx);
+          } else {
+            ++unlogged_reads_;  // read_only: extension is possible only before the first read
+          }
+          return;
+        }
+      }
+    }
+    read_words_slow(idx, src, n, out);
+  }
+
+  void read_words_slow(std::uint32_t idx, const std::atomic<std::uint64_t>* src, std::uint32_t n,
+                       std::uint64_t* out);
+  void read_pointer(const void* tv, void (*load)(const void*, void*), void* out);
+  // Waits for a consistent (unlocked, valid at rv) stripe around `load`.
+  void read_validated(std::uint32_t idx, void (*load)(const void*, void*), const void* ctx,
+                      void* out);
+  void write_words(const void* tv, std::atomic<std::uint64_t>* dst, std::uint32_t n,
+                   const std::uint64_t* src) {
+    if (mode_ == detail::mode::single_thread) {
+      // In place, with an undo record of each old word.
+      (void)tv;
+      for (std::uint32_t i = 0; i < n; ++i) {
+        undo_words_.push_back({&dst[i], dst[i].load(std::memory_order_relaxed)});
+        dst[i].store(src[i], std::memory_order_relaxed);
+      }
+      return;
+    }
+    write_words_logged(tv, dst, n, src);
+  }
+  void write_words_logged(const void* tv, std::atomic<std::uint64_t>* dst, std::uint32_t n,
+                          const std::uint64_t* src);
+  void run_on_commit();
+  // The attempt committed: leave it, keeping only the on_commit callbacks
+  // (after_commit() runs them outside any transaction).
+  void committed() noexcept {
+    detail::slot.current = nullptr;
+    read_set_.clear();
+    writes_.clear();
+    arena_.clear();
+    pointers_.clear();
+    locks_.clear();
+    undo_words_.clear();
+    on_abort_.clear();
+    filter_ = 0;
+    floor_ = 0;
+    unlogged_reads_ = 0;
+  }
+  void write_pointer(const void* tv, void (*load)(const void*, void*),
+                     void (*store)(const void*, const std::shared_ptr<const void>&),
+                     std::shared_ptr<const void> p);
+  [[noreturn]] void abort(std::uint64_t statistics::*cause);
+  [[noreturn]] void upgrade();
+  void extend();
+  bool validate_reads() const noexcept;
+  bool lock_write_set(bool wait);
+  void release_locks() noexcept;
+  void write_back() noexcept;
+  void unlock_write_set(std::uint64_t wv) noexcept;
+  std::uint64_t take_commit_version() noexcept;
+  void finish_write_back();
+  void commit_serial();
+  void wake_retry_waiters();
+  void enter_serial();
+  void leave_serial() noexcept;
+  void leave_mode() noexcept;
+  void undo_single_thread(std::size_t writes_to, std::size_t words_to) noexcept;
+  void run_on_abort() noexcept;
+  void clear_logs() noexcept;
+  void park_on_read_set();
+  void backoff() noexcept;
+  void wait_for_serial_gate() noexcept;
+  // The owner's own counters: a load and a store, never a shared RMW.
+  void count(std::uint64_t statistics::*field) noexcept {
+    std::atomic_ref<std::uint64_t> r(stats_.*field);
+    r.store(r.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  friend statistics process_statistics();
+  friend void quiesce();
+
+  detail::mode mode_ = detail::mode::logged;
+  bool retry_requested_ = false;
+  bool doomed_ = false;
+  bool force_logged_ = false;
+  bool no_single_ = false;
+  bool hardware_wanted_ = false;
+  bool wake_after_unlock_ = false;
+  tuning tuning_;  // refreshed when set_tuning() bumps the epoch
+  std::uint64_t tuning_epoch_ = ~std::uint64_t{0};
+  bool hardware_emulated_ = false;
+  std::uint64_t rv_ = 0;
+  std::uint64_t filter_ = 0;
+  std::size_t floor_ = 0;
+  std::size_t unlogged_reads_ = 0;
+  unsigned attempts_ = 0;
+  unsigned hardware_tries_ = 0;
+  detail::site_profile* profile_ = nullptr;
+  std::uint64_t owner_id_;
+  std::uint64_t rng_;
+
+  std::vector<std::uint32_t> read_set_;
+  std::vector<detail::write_entry> writes_;  // redo log (undo log in single_thread mode)
+  std::vector<std::uint64_t> arena_;
+  std::vector<std::shared_ptr<const void>> pointers_;
+  struct held_lock {
+    std::uint32_t stripe;
+    std::uint64_t previous;
+  };
+  std::vector<held_lock> locks_;
+  // The single-thread mode's undo log of word tvars (shared_ptr tvars keep
+  // theirs in writes_/pointers_).
+  struct word_undo {
+    std::atomic<std::uint64_t>* word;
+    std::uint64_t old;
+  };
+  std::vector<word_undo> undo_words_;
+  std::vector<std::function<void()>> on_commit_;
+  std::vector<std::function<void()>> on_abort_;
+
+  // Read by quiesce(): MAX while taking a commit version, then that version,
+  // 0 when no write-back is in flight.
+  alignas(64) std::atomic<std::uint64_t> commit_state_{0};
+  // This thread's counters: written by it alone (atomic_ref load + store),
+  // read by process_statistics().
+  alignas(64) statistics stats_;
+};
+
+// The calling thread's descriptor (created, and the thread registered, on
+// first use).
+transaction& this_thread_transaction();
+
+inline transaction* detail::enter(site_profile& profile, bool& nested) {
+  thread_slot& s = slot;
+  if (s.current != nullptr) {
+    nested = true;
+    return s.current;
+  }
+  transaction* t = s.descriptor;
+  if (t == nullptr) [[unlikely]]
+    return enter_first(profile);
+  t->start(profile);
+  return t;
+}
+
+}  // namespace hwsync::stm

@@ -1,0 +1,41 @@
+// Internal to hwsync::stm: the process-wide state behind the descriptors —
+// the serial mutex, the retry waiters, the descriptor registry, and the
+// explicit abort codes of the hardware path.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "hwsync/futex.hpp"
+#include "hwsync/mutex.hpp"
+#include "hwsync/stm/statistics.hpp"
+
+namespace hwsync::stm {
+class transaction;
+}
+
+namespace hwsync::stm::detail {
+
+// XABORT codes of the hardware path (0xFF is htm::lock_busy_code).
+inline constexpr std::uint8_t code_locked = 0xF1;     // a stripe was locked
+inline constexpr std::uint8_t code_serial = 0xF2;     // a serial transaction runs
+inline constexpr std::uint8_t code_retry = 0xF3;      // tx.retry(): block in software
+inline constexpr std::uint8_t code_exception = 0xF4;  // rerun in software to throw
+inline constexpr std::uint8_t code_abort = 0xF5;      // an abort signal inside hardware
+
+// Held by a serial transaction; descriptors register and unregister under it.
+hwsync::mutex& serial_mutex() noexcept;
+
+struct waiter {
+  futex::word woken{0};
+  const std::vector<std::uint32_t>* stripes = nullptr;  // sorted, unique
+};
+hwsync::mutex& waiters_mutex() noexcept;
+std::vector<waiter*>& waiters() noexcept;  // under waiters_mutex()
+
+// Registration waits for a single-thread-mode transaction to end.
+void register_descriptor(transaction* t);
+
+void unregister_descriptor(transaction* t, const statistics& final_counts);
+
+}  // namespace hwsync::stm::detail

@@ -1,0 +1,723 @@
+// The out-of-line half of hwsync::stm::transaction: slow reads, timestamp
+// extension, the commit protocols (software, serial, hardware), blocking
+// retry, contention management, and the per-thread descriptor's life.
+#include "hwsync/stm/transaction.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "hwsync/cycle_clock.hpp"
+#include "hwsync/futex.hpp"
+#include "hwsync/htm/capabilities.hpp"
+#include "hwsync/htm/transaction.hpp"
+#include "hwsync/mutex.hpp"
+#include "hwsync/spin.hpp"
+#include "runtime.hpp"
+
+namespace hwsync::stm {
+
+using detail::mode;
+using detail::runtime;
+using detail::stripes;
+
+namespace {
+
+thread_local std::unique_ptr<transaction> descriptor_owner;  // frees it at thread exit
+
+std::atomic<std::uint64_t> next_owner_id{1};
+
+// Waits for a stripe a committer holds for write-back: spin briefly, then
+// give the CPU away (the holder may be waiting for it when threads
+// outnumber cores). Only the serial mode waits like this; software
+// transactions abort after tuning::locked_spin_ticks instead.
+std::uint64_t wait_unlocked(const std::atomic<std::uint64_t>& s) noexcept {
+  unsigned spins = 0;
+  for (;;) {
+    const std::uint64_t w = s.load(std::memory_order_seq_cst);
+    if (!detail::is_locked(w)) return w;
+    if (++spins < 64) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+}  // namespace
+
+namespace detail {
+
+constinit thread_local thread_slot slot
+    __attribute__((tls_model("initial-exec"))) = {nullptr, nullptr};
+
+transaction* enter_first(site_profile& profile) {
+  transaction* t = &this_thread_transaction();
+  t->start(profile);
+  return t;
+}
+
+}  // namespace detail
+
+transaction& this_thread_transaction() {
+  if (detail::slot.descriptor == nullptr) [[unlikely]] {
+    descriptor_owner.reset(new transaction());
+    detail::slot.descriptor = descriptor_owner.get();
+  }
+  return *detail::slot.descriptor;
+}
+
+transaction::transaction()
+    : owner_id_(next_owner_id.fetch_add(1, std::memory_order_relaxed)),
+      rng_(0x9E3779B97F4A7C15ull * owner_id_ + 1) {
+  read_set_.reserve(64);
+  writes_.reserve(16);
+  arena_.reserve(64);
+  undo_words_.reserve(64);
+  detail::register_descriptor(this);
+}
+
+transaction::~transaction() {
+  detail::unregister_descriptor(this, stats_);
+  if (detail::slot.descriptor == this) detail::slot.descriptor = nullptr;
+}
+
+void transaction::refresh_tuning() noexcept {
+  tuning_epoch_ = runtime.tuning_epoch.load(std::memory_order_acquire);
+  tuning_ = current_tuning();
+}
+
+bool transaction::hardware_backend_active() noexcept {
+  const htm::backend b = htm::active_backend();
+  return b == htm::backend::rtm || b == htm::backend::policy_emulation;
+}
+
+void transaction::clear_logs() noexcept {
+  read_set_.clear();
+  writes_.clear();
+  arena_.clear();
+  pointers_.clear();
+  locks_.clear();
+  undo_words_.clear();
+  on_commit_.clear();
+  on_abort_.clear();
+  filter_ = 0;
+  floor_ = 0;
+  unlogged_reads_ = 0;
+  retry_requested_ = false;
+  doomed_ = false;
+}
+
+// The logs are empty here: every way out of an attempt clears them.
+void transaction::begin_multi() {
+  const tuning& t = tuning_;
+  if (attempts_ >= t.serial_after) {
+    count(&statistics::escalations);
+    enter_serial();
+    return;
+  }
+  mode_ = (!force_logged_ && !profile_->writes.load(std::memory_order_relaxed)) ? mode::read_only
+                                                                                : mode::logged;
+  // A logged attempt keeps the thread's last snapshot (its last commit
+  // version or extension): any clock value this thread has seen is a valid
+  // rv, and an old one costs at most an extension, while reading the clock
+  // here is a cache miss whenever another core just committed. Disjoint
+  // transactions then touch the clock once per commit, not twice. A
+  // read-only attempt cannot extend after its first read: it takes a fresh one.
+  if (mode_ == mode::read_only) rv_ = runtime.clock.load(std::memory_order_acquire);
+}
+
+void transaction::retry() {
+  check_active();
+  retry_requested_ = true;
+  throw detail::retry_signal{};
+}
+
+void transaction::abort(std::uint64_t statistics::*cause) {
+  count(cause);
+  doomed_ = true;
+  throw detail::abort_signal{};
+}
+
+void transaction::upgrade() {
+  profile_->writes.store(true, std::memory_order_relaxed);
+  force_logged_ = true;
+  abort(&statistics::aborts_upgrade);
+}
+
+// ---- reads ----
+
+namespace {
+struct word_source {
+  const std::atomic<std::uint64_t>* src;
+  std::uint32_t n;
+};
+void load_words(const void* ctx, void* out) {
+  const auto* w = static_cast<const word_source*>(ctx);
+  auto* o = static_cast<std::uint64_t*>(out);
+  for (std::uint32_t i = 0; i < w->n; ++i) o[i] = w->src[i].load(std::memory_order_acquire);
+}
+}  // namespace
+
+void transaction::read_words_slow(std::uint32_t idx, const std::atomic<std::uint64_t>* src,
+                                  std::uint32_t n, std::uint64_t* out) {
+  const word_source ws{src, n};
+  read_validated(idx, &load_words, &ws, out);
+}
+
+void transaction::read_pointer(const void* tv, void (*load)(const void*, void*), void* out) {
+  if (mode_ == mode::single_thread) {
+    load(tv, out);
+    return;
+  }
+  read_validated(detail::stripe_index(tv), load, tv, out);
+}
+
+void transaction::read_validated(std::uint32_t idx, void (*load)(const void*, void*),
+                                 const void* ctx, void* out) {
+  std::atomic<std::uint64_t>& s = stripes[idx];
+  if (mode_ == mode::serial) {
+    // No committer that could write this stripe is still in flight once it
+    // is seen unlocked (the serial gate, docs/stm.md): the value is stable.
+    wait_unlocked(s);
+    load(ctx, out);
+    read_set_.push_back(idx);  // for a retry's wait only
+    return;
+  }
+  if (mode_ == mode::hardware) {
+    // Subscription: the stripe word enters the hardware read set, so a
+    // software committer locking it later aborts this transaction.
+    if (detail::is_locked(s.load(std::memory_order_relaxed)))
+      htm::transaction::abort(detail::code_locked);
+    load(ctx, out);
+    return;
+  }
+  const std::uint64_t spin_limit = tuning_.locked_spin_ticks;
+  std::uint64_t locked_since = 0;
+  for (;;) {
+    const std::uint64_t w1 = s.load(std::memory_order_acquire);
+    if (detail::is_locked(w1)) {
+      const std::uint64_t now = cycle_clock::now();
+      if (locked_since == 0) locked_since = now;
+      if (now - locked_since > spin_limit) abort(&statistics::aborts_locked);
+      cpu_relax();
+      continue;
+    }
+    if (detail::version_of(w1) > rv_) {
+      extend();
+      continue;
+    }
+    load(ctx, out);
+    if (s.load(std::memory_order_acquire) != w1) continue;
+    if (mode_ == mode::logged) {
+      read_set_.push_back(idx);
+    } else {
+      ++unlogged_reads_;
+    }
+    return;
+  }
+}
+
+void transaction::extend() {
+  if (mode_ == mode::read_only) {
+    // Nothing logged: only an attempt that has read nothing yet can move.
+    if (unlogged_reads_ == 0) {
+      rv_ = runtime.clock.load(std::memory_order_acquire);
+      return;
+    }
+    force_logged_ = true;
+    abort(&statistics::aborts_validation);
+  }
+  // Sample the clock before validating: every read still valid now is
+  // valid at `now`, and any later change to it gets a version above `now`.
+  const std::uint64_t now = runtime.clock.load(std::memory_order_acquire);
+  if (!validate_reads()) abort(&statistics::aborts_validation);
+  rv_ = now;
+  count(&statistics::extensions);
+}
+
+bool transaction::validate_reads() const noexcept {
+  const std::uint64_t mine = detail::locked_word(owner_id_);
+  for (const std::uint32_t idx : read_set_) {
+    const std::uint64_t w = stripes[idx].load(std::memory_order_acquire);
+    if (detail::is_locked(w)) {
+      if (w != mine) return false;
+      // Locked by this commit: judge the version it replaced.
+      const auto it = std::find_if(locks_.begin(), locks_.end(),
+                                   [idx](const held_lock& h) { return h.stripe == idx; });
+      if (it == locks_.end() || detail::version_of(it->previous) > rv_) return false;
+    } else if (detail::version_of(w) > rv_) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// ---- writes ----
+
+void transaction::write_words_logged(const void* tv, std::atomic<std::uint64_t>* dst,
+                                     std::uint32_t n, const std::uint64_t* src) {
+  if (mode_ == mode::read_only) upgrade();
+  if (const detail::write_entry* e = find_write(tv, floor_)) {
+    std::memcpy(arena_.data() + e->offset, src, n * sizeof(std::uint64_t));
+    return;
+  }
+  writes_.push_back(
+      {tv, dst, nullptr, detail::stripe_index(tv), static_cast<std::uint32_t>(arena_.size()), n});
+  arena_.insert(arena_.end(), src, src + n);
+  filter_ |= filter_bit(tv);
+}
+
+void transaction::write_pointer(const void* tv, void (*load)(const void*, void*),
+                                void (*store)(const void*, const std::shared_ptr<const void>&),
+                                std::shared_ptr<const void> p) {
+  if (mode_ == mode::single_thread) {
+    std::shared_ptr<const void> old;
+    load(tv, &old);
+    writes_.push_back({tv, nullptr, store, 0, static_cast<std::uint32_t>(pointers_.size()), 0});
+    pointers_.push_back(std::move(old));
+    store(tv, p);
+    return;
+  }
+  if (mode_ == mode::read_only) upgrade();
+  if (const detail::write_entry* e = find_write(tv, floor_)) {
+    pointers_[e->offset] = std::move(p);
+    return;
+  }
+  writes_.push_back({tv, nullptr, store, detail::stripe_index(tv),
+                     static_cast<std::uint32_t>(pointers_.size()), 0});
+  pointers_.push_back(std::move(p));
+  filter_ |= filter_bit(tv);
+}
+
+void transaction::undo_single_thread(std::size_t writes_to, std::size_t words_to) noexcept {
+  // Newest first, so a tvar written twice gets its oldest value back.
+  for (std::size_t i = undo_words_.size(); i-- > words_to;)
+    undo_words_[i].word->store(undo_words_[i].old, std::memory_order_relaxed);
+  undo_words_.resize(words_to);
+  for (std::size_t i = writes_.size(); i-- > writes_to;) {
+    const detail::write_entry& e = writes_[i];
+    e.store_pointer(e.tvar, pointers_[e.offset]);
+  }
+}
+
+void transaction::rollback_to(const checkpoint& cp) noexcept {
+  if (mode_ == mode::single_thread) undo_single_thread(cp.writes, cp.undo_words);
+  writes_.resize(cp.writes);
+  arena_.resize(cp.arena);
+  pointers_.resize(cp.pointers);
+  filter_ = cp.filter;
+  on_commit_.resize(cp.on_commit);
+  // The abandoned branch's on_abort callbacks run now: its effects are gone.
+  std::vector<std::function<void()>> branch(
+      std::make_move_iterator(on_abort_.begin() + cp.on_abort),
+      std::make_move_iterator(on_abort_.end()));
+  on_abort_.resize(cp.on_abort);
+  detail::slot.current = nullptr;
+  for (auto& cb : branch) cb();
+  detail::slot.current = this;
+}
+
+// ---- commit ----
+
+bool transaction::lock_write_set(bool wait) {
+  const std::uint64_t mine = detail::locked_word(owner_id_);
+  const std::uint64_t spin_limit = tuning_.locked_spin_ticks;
+  for (const detail::write_entry& e : writes_) {
+    std::atomic<std::uint64_t>& s = stripes[e.stripe];
+    std::uint64_t locked_since = 0;
+    for (;;) {
+      std::uint64_t w = s.load(std::memory_order_relaxed);
+      if (w == mine) break;  // two tvars on one stripe
+      if (detail::is_locked(w)) {
+        if (wait) {
+          wait_unlocked(s);
+          continue;
+        }
+        const std::uint64_t now = cycle_clock::now();
+        if (locked_since == 0) locked_since = now;
+        if (now - locked_since > spin_limit) {
+          release_locks();
+          return false;
+        }
+        cpu_relax();
+        continue;
+      }
+      // seq_cst: the Dekker pair with the serial gate (enter_serial).
+      if (s.compare_exchange_weak(w, mine, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+        locks_.push_back({e.stripe, w});
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+void transaction::release_locks() noexcept {
+  for (const held_lock& h : locks_) stripes[h.stripe].store(h.previous, std::memory_order_release);
+  locks_.clear();
+}
+
+void transaction::write_back() noexcept {
+  // Release stores: a reader whose value load sees one of them also sees the
+  // stripe locked when it re-reads it (the seqlock argument, docs/stm.md).
+  for (const detail::write_entry& e : writes_) {
+    if (e.words != nullptr) {
+      for (std::uint32_t k = 0; k < e.count; ++k)
+        e.words[k].store(arena_[e.offset + k], std::memory_order_release);
+    } else {
+      e.store_pointer(e.tvar, pointers_[e.offset]);
+    }
+  }
+}
+
+void transaction::unlock_write_set(std::uint64_t wv) noexcept {
+  for (const held_lock& h : locks_)
+    stripes[h.stripe].store(detail::unlocked_word(wv), std::memory_order_release);
+  locks_.clear();
+}
+
+std::uint64_t transaction::take_commit_version() noexcept {
+  // quiesce() reads the clock, then this word: if its clock load reads from
+  // this fetch_add or a later one (a release sequence), the MAX stored here
+  // happens-before its load, so it waits until the write-back ends.
+  commit_state_.store(std::numeric_limits<std::uint64_t>::max(), std::memory_order_release);
+  const std::uint64_t wv = runtime.clock.fetch_add(1, std::memory_order_seq_cst) + 1;
+  // Retry waiters: the Dekker pair with park_on_read_set() (register, then
+  // load the stripes, both seq_cst). Read here, with the stripes already
+  // locked: a waiter that registers after this load finds them locked or
+  // with their new version, and does not park; one that registered before
+  // is seen and woken after the unlock. So the unlock can be a plain release.
+  wake_after_unlock_ = runtime.retry_waiters.load(std::memory_order_seq_cst) != 0;
+  return wv;
+}
+
+void transaction::finish_write_back() {
+  commit_state_.store(0, std::memory_order_release);
+  if (wake_after_unlock_) wake_retry_waiters();
+}
+
+void transaction::commit_multi() {
+  if (doomed_) throw detail::abort_signal{};
+  if (retry_requested_) throw detail::retry_signal{};
+  switch (mode_) {
+    case mode::single_thread:
+      leave_mode();
+      count(&statistics::single_thread_commits);
+      committed();
+      return;
+    case mode::read_only:
+      count(&statistics::read_only_commits);
+      committed();
+      return;
+    case mode::serial:
+      commit_serial();
+      count(&statistics::serial_commits);
+      committed();
+      return;
+    case mode::hardware:
+      break;
+    case mode::logged: {
+      if (writes_.empty()) {
+        count(&statistics::read_only_commits);
+        committed();
+        return;
+      }
+      if (!lock_write_set(false)) abort(&statistics::aborts_locked);
+      if (runtime.serial_gate.load(std::memory_order_seq_cst) & detail::gate_serial) {
+        release_locks();
+        abort(&statistics::aborts_serial);
+      }
+      const std::uint64_t wv = take_commit_version();
+      if (wv != rv_ + 1 && !validate_reads()) {
+        release_locks();
+        commit_state_.store(0, std::memory_order_release);
+        abort(&statistics::aborts_validation);
+      }
+      write_back();
+      unlock_write_set(wv);
+      finish_write_back();
+      rv_ = wv;  // the next logged attempt's snapshot
+      count(&statistics::update_commits);
+      committed();
+      return;
+    }
+  }
+}
+
+void transaction::commit_serial() {
+  if (!writes_.empty()) {
+    lock_write_set(true);
+    const std::uint64_t wv = take_commit_version();
+    write_back();
+    unlock_write_set(wv);
+    finish_write_back();
+  }
+  leave_mode();
+}
+
+void transaction::wake_retry_waiters() {
+  std::lock_guard g(detail::waiters_mutex());
+  for (detail::waiter* w : detail::waiters()) {
+    if (w->woken.load(std::memory_order_relaxed) != 0) continue;
+    for (const detail::write_entry& e : writes_) {
+      if (std::binary_search(w->stripes->begin(), w->stripes->end(), e.stripe)) {
+        w->woken.store(1, std::memory_order_release);
+        futex::wake_one(w->woken);
+        break;
+      }
+    }
+  }
+}
+
+// ---- after an attempt ----
+
+void transaction::leave_mode() noexcept {
+  if (mode_ == mode::serial) {
+    leave_serial();
+  } else if (mode_ == mode::single_thread) {
+    detail::leave_single_thread_mode();
+  }
+  mode_ = mode::logged;
+}
+
+void transaction::run_on_abort() noexcept {
+  if (on_abort_.empty()) return;
+  std::vector<std::function<void()>> callbacks;
+  callbacks.swap(on_abort_);
+  detail::slot.current = nullptr;
+  for (auto& cb : callbacks) cb();
+  detail::slot.current = this;
+}
+
+void transaction::after_abort() {
+  if (mode_ == mode::single_thread) undo_single_thread(0, 0);
+  leave_mode();
+  run_on_abort();
+  clear_logs();
+  ++attempts_;
+  if (runtime.serial_gate.load(std::memory_order_acquire) & detail::gate_serial) {
+    wait_for_serial_gate();
+  } else {
+    backoff();
+  }
+}
+
+void transaction::after_retry() {
+  count(&statistics::aborts_explicit);
+  const mode m = mode_;
+  if (m == mode::single_thread) undo_single_thread(0, 0);
+  leave_mode();  // a parked thread must hold neither the serial gate nor its mutex
+  run_on_abort();
+  if (m == mode::read_only || m == mode::single_thread) {
+    // Nothing logged to wait on: rerun with a read log; its retry parks.
+    force_logged_ = true;
+    no_single_ = true;
+    clear_logs();
+    return;
+  }
+  park_on_read_set();
+  clear_logs();
+}
+
+void transaction::after_exception() noexcept {
+  if (mode_ == mode::single_thread) undo_single_thread(0, 0);
+  leave_mode();
+  count(&statistics::aborts_exception);
+  run_on_abort();
+  clear_logs();
+  detail::slot.current = nullptr;
+}
+
+void transaction::run_on_commit() {
+  std::vector<std::function<void()>> callbacks;
+  callbacks.swap(on_commit_);
+  for (auto& cb : callbacks) cb();
+}
+
+void transaction::park_on_read_set() {
+  std::sort(read_set_.begin(), read_set_.end());
+  read_set_.erase(std::unique(read_set_.begin(), read_set_.end()), read_set_.end());
+  detail::waiter me;
+  me.stripes = &read_set_;
+  {
+    std::lock_guard g(detail::waiters_mutex());
+    detail::waiters().push_back(&me);
+    runtime.retry_waiters.fetch_add(1, std::memory_order_seq_cst);
+  }
+  // Registered first, validated second (seq_cst on both sides): a commit
+  // either shows up here as a changed stripe or sees the waiter and wakes it.
+  bool unchanged = true;
+  for (const std::uint32_t idx : read_set_) {
+    const std::uint64_t w = stripes[idx].load(std::memory_order_seq_cst);
+    if (detail::is_locked(w) || detail::version_of(w) > rv_) {
+      unchanged = false;
+      break;
+    }
+  }
+  if (unchanged) {
+    count(&statistics::retries_parked);
+    while (me.woken.load(std::memory_order_acquire) == 0) futex::wait(me.woken, 0);
+  }
+  std::lock_guard g(detail::waiters_mutex());
+  auto& list = detail::waiters();
+  list.erase(std::find(list.begin(), list.end(), &me));
+  runtime.retry_waiters.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void transaction::backoff() noexcept {
+  const tuning& t = tuning_;
+  const unsigned shift = std::min(attempts_, 24u);
+  const std::uint64_t window = std::min(t.backoff_min_ticks << shift, t.backoff_max_ticks);
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  const std::uint64_t wait = window > 0 ? rng_ % window : 0;
+  const std::uint64_t until = cycle_clock::now() + wait;
+  // Long windows give the CPU away: with more threads than cores, the
+  // transaction this one conflicts with may be waiting for it.
+  const bool yield = window >= 8192;
+  while (cycle_clock::now() < until) {
+    if (yield) {
+      std::this_thread::yield();
+    } else {
+      cpu_relax();
+    }
+  }
+}
+
+void transaction::wait_for_serial_gate() noexcept {
+  spinner spin;
+  for (;;) {
+    std::uint32_t g = runtime.serial_gate.load(std::memory_order_acquire);
+    if ((g & detail::gate_serial) == 0) return;
+    if (spin.spin()) continue;
+    if ((g & detail::gate_waiters) == 0 &&
+        !runtime.serial_gate.compare_exchange_weak(g, g | detail::gate_waiters,
+                                                   std::memory_order_relaxed))
+      continue;
+    futex::wait(runtime.serial_gate, g | detail::gate_waiters);
+  }
+}
+
+void transaction::enter_serial() {
+  detail::serial_mutex().lock();
+  // seq_cst: the Dekker pair with lock_write_set's CAS and commit's gate load.
+  runtime.serial_gate.fetch_or(detail::gate_serial, std::memory_order_seq_cst);
+  rv_ = runtime.clock.load(std::memory_order_seq_cst);
+  mode_ = mode::serial;
+}
+
+void transaction::leave_serial() noexcept {
+  const std::uint32_t old = runtime.serial_gate.exchange(0, std::memory_order_seq_cst);
+  if (old & detail::gate_waiters) futex::wake_all(runtime.serial_gate);
+  detail::serial_mutex().unlock();
+}
+
+// ---- the hardware fast path ----
+
+void transaction::begin_hardware() {
+  clear_logs();
+  if (htm::active_backend() == htm::backend::policy_emulation) {
+    // The emulation cannot roll back and does not isolate: run the attempt
+    // under the serial protocol, so it is atomic against software commits
+    // too, and count it as hardware.
+    hardware_emulated_ = true;
+    enter_serial();
+    return;
+  }
+  hardware_emulated_ = false;
+  mode_ = mode::hardware;
+  // Subscribe to the serial gate: a serial transaction starting later
+  // writes it and aborts this one.
+  if (runtime.serial_gate.load(std::memory_order_relaxed) & detail::gate_serial)
+    htm::transaction::abort(detail::code_serial);
+}
+
+void transaction::commit_hardware() {
+  if (doomed_) throw detail::abort_signal{};
+  if (retry_requested_) throw detail::retry_signal{};
+  if (hardware_emulated_) {
+    commit_serial();
+    htm::transaction::commit();
+    count(&statistics::hardware_commits);
+    committed();
+    return;
+  }
+  // Inside the hardware transaction: every written stripe must be free (its
+  // word joins the read set, so a software committer locking it aborts us),
+  // then values, clock and versions change in one atomic step.
+  for (const detail::write_entry& e : writes_)
+    if (detail::is_locked(stripes[e.stripe].load(std::memory_order_relaxed)))
+      htm::transaction::abort(detail::code_locked);
+  if (!writes_.empty()) {
+    const std::uint64_t wv = runtime.clock.load(std::memory_order_relaxed) + 1;
+    runtime.clock.store(wv, std::memory_order_relaxed);
+    write_back();
+    for (const detail::write_entry& e : writes_)
+      stripes[e.stripe].store(detail::unlocked_word(wv), std::memory_order_relaxed);
+  }
+  htm::transaction::commit();
+  mode_ = mode::logged;
+  if (!writes_.empty() && runtime.retry_waiters.load(std::memory_order_seq_cst) != 0)
+    wake_retry_waiters();
+  count(&statistics::hardware_commits);
+  committed();
+}
+
+void transaction::abandon_hardware(detail::abandon_cause cause) {
+  if (!hardware_emulated_) {
+    switch (cause) {
+      case detail::abandon_cause::retry:
+        htm::transaction::abort(detail::code_retry);
+        break;
+      case detail::abandon_cause::abort:
+        htm::transaction::abort(detail::code_abort);
+        break;
+      case detail::abandon_cause::exception:
+        htm::transaction::abort(detail::code_exception);
+        break;
+    }
+    // Not reached on RTM: XABORT returns to begin().
+  }
+  // Emulated: nothing was written (the redo log is dropped); release the
+  // serial gate and the emulation's lock.
+  leave_mode();
+  htm::transaction::commit();
+  if (cause == detail::abandon_cause::exception) {
+    after_exception();
+    return;
+  }
+  run_on_abort();
+  clear_logs();
+  count(&statistics::hw_aborts_explicit);
+  count(&statistics::hw_fallbacks);
+}
+
+bool transaction::hardware_aborted(const htm::status& s) noexcept {
+  if (s.is_unavailable()) return false;
+  bool again = true;
+  if (s.capacity()) {
+    count(&statistics::hw_aborts_capacity);
+    again = false;  // the same footprint overflows again
+  } else if (s.is_explicit()) {
+    count(&statistics::hw_aborts_explicit);
+    const std::uint8_t c = s.explicit_code();
+    // retry and exceptions need the software path's semantics.
+    if (c == detail::code_retry || c == detail::code_exception) again = false;
+    if (c == detail::code_serial) wait_for_serial_gate();
+  } else if (s.conflict()) {
+    count(&statistics::hw_aborts_conflict);
+  } else {
+    count(&statistics::hw_aborts_other);
+  }
+  if (again && ++hardware_tries_ < tuning_.hardware_attempts) return true;
+  count(&statistics::hw_fallbacks);
+  return false;
+}
+
+}  // namespace hwsync::stm

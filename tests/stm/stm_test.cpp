@@ -1,0 +1,517 @@
+// hwsync::stm unit tests: the API's semantics one at a time — read/write of
+// word, multi-word and shared_ptr tvars, exceptions, on_commit/on_abort,
+// flat nesting, or_else, blocking retry (woken, and parked rather than
+// spinning), the single-thread mode, the hardware path under the policy
+// emulation, tuning validation, statistics, misuse, and ThreadSanitizer
+// reports next to the STM.
+#include <gtest/gtest.h>
+#include <time.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <latch>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hwsync/htm.hpp"
+#include "hwsync/sanitizer.hpp"
+#include "hwsync/stm.hpp"
+#include "support/child_process.hpp"
+#include "support/misuse.hpp"
+#include "support/watchdog.hpp"
+
+namespace stm = hwsync::stm;
+using namespace std::chrono_literals;
+
+namespace {
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// Keeps a second descriptor alive, so the calling thread runs the
+// multi-threaded paths (the single-thread mode needs exactly one).
+class second_thread {
+ public:
+  second_thread()
+      : t_([this] {
+          stm::tvar<int> dummy{0};
+          stm::atomically([&](auto& tx) { tx.write(dummy, 1); });
+          registered_.count_down();
+          done_.wait();
+        }) {
+    registered_.wait();
+  }
+  ~second_thread() {
+    done_.count_down();
+    t_.join();
+  }
+
+ private:
+  std::latch registered_{1};
+  std::latch done_{1};
+  std::thread t_;
+};
+
+struct tuning_scope {
+  explicit tuning_scope(const stm::tuning& t) : saved(stm::current_tuning()) { stm::set_tuning(t); }
+  ~tuning_scope() { stm::set_tuning(saved); }
+  stm::tuning saved;
+};
+
+TEST(Stm, TheIssueExampleMovesThirty) {
+  stm::tvar<long> a{100}, b{0};
+  stm::atomically([&](auto& tx) {
+    long x = tx.read(a);
+    if (x < 30) tx.retry();
+    tx.write(a, x - 30);
+    tx.write(b, tx.read(b) + 30);
+  });
+  EXPECT_EQ(a.unsafe_load(), 70);
+  EXPECT_EQ(b.unsafe_load(), 30);
+}
+
+TEST(Stm, AtomicallyReturnsTheResultAndReadsItsOwnWrites) {
+  second_thread other;
+  stm::tvar<int> v{1};
+  const int r = stm::atomically([&](stm::transaction& tx) {
+    tx.write(v, 5);
+    tx.write(v, tx.read(v) * 2);
+    return tx.read(v) + 1;
+  });
+  EXPECT_EQ(r, 11);
+  EXPECT_EQ(v.unsafe_load(), 10);
+}
+
+struct wide {
+  long parts[5];
+  char tag;
+};
+
+TEST(Stm, MultiWordValuesAreOneUnit) {
+  second_thread other;
+  stm::tvar<wide> w{wide{{1, 2, 3, 4, 5}, 'a'}};
+  static_assert(stm::tvar<wide>::word_count == 6);
+  stm::atomically([&](auto& tx) {
+    wide x = tx.read(w);
+    for (long& p : x.parts) p *= 10;
+    x.tag = 'b';
+    tx.write(w, x);
+  });
+  const wide r = w.unsafe_load();
+  EXPECT_EQ(r.parts[0], 10);
+  EXPECT_EQ(r.parts[4], 50);
+  EXPECT_EQ(r.tag, 'b');
+}
+
+TEST(Stm, SharedPtrTvarsHoldImmutableNodes) {
+  second_thread other;
+  using list = std::vector<int>;
+  stm::tvar<std::shared_ptr<const list>> v{std::make_shared<const list>(list{1, 2})};
+  std::weak_ptr<const list> old = v.unsafe_load();
+  stm::atomically([&](auto& tx) {
+    auto cur = tx.read(v);
+    auto next = std::make_shared<list>(*cur);
+    next->push_back(3);
+    tx.write(v, std::shared_ptr<const list>(std::move(next)));
+    EXPECT_EQ(tx.read(v)->size(), 3u);  // reads its own write
+  });
+  EXPECT_EQ(*v.unsafe_load(), (list{1, 2, 3}));
+  EXPECT_TRUE(old.expired()) << "the replaced node is freed once nobody holds it";
+}
+
+TEST(Stm, AnExceptionDiscardsTheTransactionAndPropagates) {
+  for (int threads_alive : {1, 2}) {
+    std::unique_ptr<second_thread> other;
+    if (threads_alive == 2) other = std::make_unique<second_thread>();
+    stm::tvar<long> a{1}, b{2};
+    int aborted = 0, committed = 0;
+    EXPECT_THROW(stm::atomically([&](auto& tx) {
+                   tx.write(a, 100L);
+                   tx.write(b, tx.read(a) + 1);
+                   tx.on_abort([&] { ++aborted; });
+                   tx.on_commit([&] { ++committed; });
+                   throw std::runtime_error("user error");
+                 }),
+                 std::runtime_error)
+        << threads_alive;
+    EXPECT_EQ(a.unsafe_load(), 1) << threads_alive;
+    EXPECT_EQ(b.unsafe_load(), 2) << threads_alive;
+    EXPECT_EQ(aborted, 1);
+    EXPECT_EQ(committed, 0);
+  }
+}
+
+TEST(Stm, OnCommitRunsOnceAfterACommitThatFollowedAnAbort) {
+  stm::tvar<long> a{0}, b{0};
+  std::latch go{1}, done{1};
+  std::thread writer([&] {
+    stm::atomically([&](auto& tx) { tx.write(b, 1L); });  // register first
+    go.wait();
+    stm::atomically([&](auto& tx) { tx.write(a, tx.read(a) + 1); });
+    done.count_down();
+  });
+  // The writer is registered once it has run one transaction; wait for that
+  // through b (no single-thread mode from here on).
+  while (b.unsafe_load() == 0) std::this_thread::yield();
+  int attempts = 0, commits = 0, aborts = 0;
+  stm::atomically([&](auto& tx) {
+    ++attempts;
+    const long x = tx.read(a);
+    if (attempts == 1) {
+      go.count_down();  // the writer commits to a, which this attempt read
+      done.wait();
+    }
+    tx.on_commit([&] { ++commits; });
+    tx.on_abort([&] { ++aborts; });
+    tx.write(b, x + 10);
+  });
+  writer.join();
+  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(commits, 1);
+  EXPECT_EQ(aborts, 1);
+  EXPECT_EQ(b.unsafe_load(), 11);
+}
+
+TEST(Stm, NestedAtomicallyJoinsTheOuterTransaction) {
+  second_thread other;
+  stm::tvar<int> v{0};
+  EXPECT_THROW(stm::atomically([&](auto& tx) {
+                 stm::atomically([&](auto& inner) {
+                   EXPECT_EQ(&inner, &tx);
+                   inner.write(v, 7);
+                 });
+                 EXPECT_EQ(tx.read(v), 7);
+                 throw std::logic_error("after the inner block");
+               }),
+               std::logic_error);
+  EXPECT_EQ(v.unsafe_load(), 0) << "the inner block's write went with the outer transaction";
+  stm::atomically([&](auto&) { stm::atomically([&](auto& inner) { inner.write(v, 3); }); });
+  EXPECT_EQ(v.unsafe_load(), 3);
+}
+
+TEST(Stm, OrElseRunsTheSecondBranchAndUndoesTheFirst) {
+  for (int threads_alive : {1, 2}) {
+    std::unique_ptr<second_thread> other;
+    if (threads_alive == 2) other = std::make_unique<second_thread>();
+    stm::tvar<int> x{0}, y{5}, touched{0};
+    int first_aborts = 0;
+    const int r = stm::atomically(stm::or_else(
+        [&](stm::transaction& tx) {
+          tx.write(touched, 1);
+          tx.write(y, 99);
+          tx.on_abort([&] { ++first_aborts; });
+          if (tx.read(x) == 0) tx.retry();
+          return 1;
+        },
+        [&](stm::transaction& tx) {
+          EXPECT_EQ(tx.read(y), 5) << "the first branch's write is undone";
+          tx.write(y, tx.read(y) + 1);
+          return 2;
+        }));
+    EXPECT_EQ(r, 2);
+    EXPECT_EQ(touched.unsafe_load(), 0);
+    EXPECT_EQ(y.unsafe_load(), 6);
+    EXPECT_EQ(first_aborts, 1);
+  }
+}
+
+// A consumer whose two branches both retry waits on what either read:
+// committing to the tvar only the second branch read wakes it (zio#8696).
+TEST(Stm, OrElseRetryWaitsOnBothBranches) {
+  hwsync::test::watchdog dog("OrElseRetryWaitsOnBothBranches", 60s);
+  for (int which : {0, 1}) {
+    stm::tvar<int> first{0}, second{0};
+    std::atomic<bool> consumed{false};
+    std::thread consumer([&] {
+      const int got = stm::atomically(stm::or_else(
+          [&](auto& tx) {
+            const int v = tx.read(first);
+            if (v == 0) tx.retry();
+            return v;
+          },
+          [&](auto& tx) {
+            const int v = tx.read(second);
+            if (v == 0) tx.retry();
+            return v;
+          }));
+      EXPECT_EQ(got, which == 0 ? 10 : 20);
+      consumed.store(true);
+    });
+    // Let the consumer park (a commit before that only reruns it).
+    while (stm::process_statistics().retries_parked == 0 && !consumed.load())
+      std::this_thread::sleep_for(1ms);
+    const auto parked_before = stm::process_statistics().retries_parked;
+    (void)parked_before;
+    stm::atomically([&](auto& tx) {
+      if (which == 0)
+        tx.write(first, 10);
+      else
+        tx.write(second, 20);
+    });
+    consumer.join();
+    EXPECT_TRUE(consumed.load());
+  }
+}
+
+// The consumer parks: over a 300 ms wait it uses a small fraction of one
+// CPU (a busy-waiting retry would use all it can get); it wakes once the
+// producer commits. The bounds are an order of magnitude away from both
+// behaviours (no speed is measured).
+TEST(Stm, RetryParksWithoutBurningCpuAndWakesOnCommit) {
+  hwsync::test::watchdog dog("RetryParksWithoutBurningCpuAndWakesOnCommit", 60s);
+  stm::tvar<int> box{0};
+  std::atomic<double> consumer_cpu{-1};
+  std::atomic<long long> woke_after_commit_ns{-1};
+  std::atomic<long long> committed_at_ns{0};
+  const auto origin = std::chrono::steady_clock::now();
+  const auto before = stm::process_statistics();
+  std::thread consumer([&] {
+    const double cpu0 = thread_cpu_seconds();
+    const int v = stm::atomically([&](auto& tx) {
+      const int x = tx.read(box);
+      if (x == 0) tx.retry();
+      tx.write(box, 0);
+      return x;
+    });
+    const auto now = std::chrono::steady_clock::now() - origin;
+    consumer_cpu.store(thread_cpu_seconds() - cpu0);
+    woke_after_commit_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count() -
+                               committed_at_ns.load());
+    EXPECT_EQ(v, 42);
+  });
+  while (stm::process_statistics().retries_parked == before.retries_parked)
+    std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(300ms);
+  committed_at_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now() - origin)
+                            .count());
+  stm::atomically([&](auto& tx) { tx.write(box, 42); });
+  consumer.join();
+  EXPECT_LT(consumer_cpu.load(), 0.1) << "CPU seconds used by a consumer blocked for 0.3 s";
+  EXPECT_LT(woke_after_commit_ns.load(), 5'000'000'000LL) << "a lost or very late wake-up";
+  std::printf("retry: consumer CPU %.4f s over a >= 0.3 s wait; woke %.1f us after the commit\n",
+              consumer_cpu.load(), static_cast<double>(woke_after_commit_ns.load()) / 1e3);
+  EXPECT_EQ(box.unsafe_load(), 0);
+}
+
+TEST(Stm, SingleThreadModeRunsWhenOneThreadUsesTheStm) {
+  stm::tvar<long> a{10}, b{0};
+  const auto before = stm::process_statistics();
+  for (int i = 0; i < 100; ++i) {
+    stm::atomically([&](auto& tx) {
+      tx.write(a, tx.read(a) - 1);
+      tx.write(b, tx.read(b) + 1);
+    });
+  }
+  const auto d = stm::process_statistics() - before;
+  if (stm::current_tuning().single_thread_mode) {
+    EXPECT_EQ(d.single_thread_commits, 100u) << d.describe();
+  }
+  EXPECT_EQ(a.unsafe_load(), -90);
+  EXPECT_EQ(b.unsafe_load(), 100);
+  // Undo in place: an exception and an or_else branch leave no trace.
+  EXPECT_THROW(stm::atomically([&](auto& tx) {
+                 tx.write(a, 5L);
+                 throw std::runtime_error("x");
+               }),
+               std::runtime_error);
+  EXPECT_EQ(a.unsafe_load(), -90);
+  stm::atomically(stm::or_else(
+      [&](auto& tx) {
+        tx.write(a, 1L);
+        tx.retry();
+      },
+      [&](auto& tx) { tx.write(b, tx.read(a)); }));
+  EXPECT_EQ(a.unsafe_load(), -90);
+  EXPECT_EQ(b.unsafe_load(), -90);
+}
+
+// A retry in the single-thread mode leaves it (nobody else could wake the
+// thread otherwise) and parks until a thread that registers later commits.
+TEST(Stm, RetryFromTheSingleThreadModeIsWokenByANewThread) {
+  hwsync::test::watchdog dog("RetryFromTheSingleThreadModeIsWokenByANewThread", 60s);
+  stm::tvar<int> box{0};
+  const auto before = stm::process_statistics();
+  std::thread producer([&] {
+    while (stm::process_statistics().retries_parked == before.retries_parked)
+      std::this_thread::sleep_for(1ms);
+    stm::atomically([&](auto& tx) { tx.write(box, 3); });
+  });
+  const int v = stm::atomically([&](auto& tx) {
+    const int x = tx.read(box);
+    if (x == 0) tx.retry();
+    return x;
+  });
+  producer.join();
+  EXPECT_EQ(v, 3);
+}
+
+TEST(Stm, ReadOnlySitesLogNothingAndUpgradeOnTheirFirstWrite) {
+  second_thread other;
+  stm::tvar<int> v{4};
+  const auto before = stm::process_statistics();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(stm::atomically([&](auto& tx) { return tx.read(v); }), 4);
+  auto d = stm::process_statistics() - before;
+  EXPECT_EQ(d.read_only_commits, 10u) << d.describe();
+  EXPECT_EQ(d.aborts(), 0u) << d.describe();
+  // A site that writes: its first attempt runs read-only, upgrades once,
+  // and later calls start logged.
+  const auto before2 = stm::process_statistics();
+  for (int i = 0; i < 10; ++i) stm::atomically([&](auto& tx) { tx.write(v, tx.read(v) + 1); });
+  d = stm::process_statistics() - before2;
+  EXPECT_EQ(d.aborts_upgrade, 1u) << d.describe();
+  EXPECT_EQ(d.update_commits, 10u) << d.describe();
+  EXPECT_EQ(v.unsafe_load(), 14);
+}
+
+TEST(Stm, TuningRejectsBadValuesSayingWhatWasExpected) {
+  stm::tuning t;
+  t.serial_after = 0;
+  try {
+    stm::set_tuning(t);
+    ADD_FAILURE() << "serial_after = 0 accepted";
+  } catch (const std::invalid_argument& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("serial_after"), std::string::npos) << m;
+    EXPECT_NE(m.find("expected 1 to 1000000"), std::string::npos) << m;
+    EXPECT_NE(m.find("got 0"), std::string::npos) << m;
+  }
+  t = stm::tuning{};
+  t.backoff_min_ticks = 10;
+  t.backoff_max_ticks = 5;
+  EXPECT_THROW(stm::set_tuning(t), std::invalid_argument);
+  t = stm::tuning{};
+  t.hardware_attempts = 65;
+  EXPECT_THROW(stm::set_tuning(t), std::invalid_argument);
+  EXPECT_EQ(stm::current_tuning().serial_after, stm::tuning{}.serial_after);
+}
+
+// ---- the hardware path, under the policy emulation ----
+
+stm::tuning multi_threaded_paths() {
+  stm::tuning t;
+  t.single_thread_mode = false;
+  return t;
+}
+
+TEST(StmHybrid, EmulatedHardwareTransactionsCommitAndAreCounted) {
+  tuning_scope ts(multi_threaded_paths());
+  hwsync::htm::policy_emulation_scope emu(hwsync::htm::emulation_config::never_abort());
+  stm::tvar<long> a{100}, b{0};
+  const auto before = stm::process_statistics();
+  for (int i = 0; i < 20; ++i) {
+    stm::atomically([&](auto& tx) {
+      tx.write(a, tx.read(a) - 1);
+      tx.write(b, tx.read(b) + 1);
+    });
+  }
+  const auto d = stm::process_statistics() - before;
+  EXPECT_EQ(d.hardware_commits, 20u) << d.describe();
+  EXPECT_EQ(d.hardware_aborts(), 0u) << d.describe();
+  EXPECT_EQ(a.unsafe_load(), 80);
+  EXPECT_EQ(b.unsafe_load(), 20);
+}
+
+TEST(StmHybrid, ConflictAbortsAreRetriedABoundedNumberOfTimes) {
+  tuning_scope ts(multi_threaded_paths());
+  hwsync::htm::emulation_config c{};
+  c.conflict = 1.0;
+  c.capacity = c.retry = c.explicit_abort = 0;
+  hwsync::htm::policy_emulation_scope emu(c);
+  stm::tvar<long> a{0};
+  const auto before = stm::process_statistics();
+  for (int i = 0; i < 5; ++i) stm::atomically([&](auto& tx) { tx.write(a, tx.read(a) + 1); });
+  const auto d = stm::process_statistics() - before;
+  const unsigned attempts = stm::current_tuning().hardware_attempts;
+  EXPECT_EQ(d.hw_aborts_conflict, 5u * attempts) << d.describe();
+  EXPECT_EQ(d.hw_fallbacks, 5u) << d.describe();
+  EXPECT_EQ(d.hardware_commits, 0u) << d.describe();
+  EXPECT_EQ(a.unsafe_load(), 5);
+}
+
+TEST(StmHybrid, CapacityAbortsFallBackAtOnce) {
+  tuning_scope ts(multi_threaded_paths());
+  hwsync::htm::emulation_config c{};
+  c.capacity = 1.0;
+  c.conflict = c.retry = c.explicit_abort = 0;
+  hwsync::htm::policy_emulation_scope emu(c);
+  stm::tvar<long> a{0};
+  const auto before = stm::process_statistics();
+  for (int i = 0; i < 5; ++i) stm::atomically([&](auto& tx) { tx.write(a, tx.read(a) + 1); });
+  const auto d = stm::process_statistics() - before;
+  EXPECT_EQ(d.hw_aborts_capacity, 5u) << d.describe();
+  EXPECT_EQ(d.hw_fallbacks, 5u) << d.describe();
+  EXPECT_EQ(a.unsafe_load(), 5);
+}
+
+TEST(StmHybrid, RetryAndExceptionsInHardwareGetSoftwareSemantics) {
+  hwsync::test::watchdog dog("RetryAndExceptionsInHardwareGetSoftwareSemantics", 60s);
+  tuning_scope ts(multi_threaded_paths());
+  hwsync::htm::policy_emulation_scope emu(hwsync::htm::emulation_config::never_abort());
+  stm::tvar<int> box{0};
+  EXPECT_THROW(stm::atomically([&](auto& tx) {
+                 tx.write(box, 9);
+                 throw std::runtime_error("in hardware");
+               }),
+               std::runtime_error);
+  EXPECT_EQ(box.unsafe_load(), 0);
+  const auto before = stm::process_statistics();
+  std::thread producer([&] {
+    while (stm::process_statistics().retries_parked == before.retries_parked)
+      std::this_thread::sleep_for(1ms);
+    stm::atomically([&](auto& tx) { tx.write(box, 8); });
+  });
+  const int v = stm::atomically([&](auto& tx) {
+    const int x = tx.read(box);
+    if (x == 0) tx.retry();
+    return x;
+  });
+  producer.join();
+  EXPECT_EQ(v, 8);
+  const auto d = stm::process_statistics() - before;
+  EXPECT_GE(d.hw_fallbacks, 1u) << d.describe();
+}
+
+// ---- misuse and ThreadSanitizer ----
+
+using hwsync::test::misuse_case;
+class StmMisuse : public ::testing::TestWithParam<misuse_case> {};
+
+TEST_P(StmMisuse, AbortsWithAMessage) {
+  if (!hwsync::debug::checks_enabled) GTEST_SKIP() << "needs HWSYNC_DEBUG_CHECKS";
+  hwsync::test::expect_misuse_aborts(GetParam(), "hwsync::stm::transaction at 0x");
+}
+
+INSTANTIATE_TEST_SUITE_P(DebugChecks, StmMisuse,
+                         ::testing::Values(misuse_case{"stm_transaction_escaped",
+                                                       "used outside its atomically() block"}),
+                         hwsync::test::misuse_case_name);
+
+hwsync::test::child_result run_stm_child(const char* which) {
+  const std::string program = hwsync::test::env_path("HWSYNC_STM_TSAN_CHILD");
+  EXPECT_FALSE(program.empty()) << "HWSYNC_STM_TSAN_CHILD is not set (run through ctest)";
+  return hwsync::test::run_child({program, which});
+}
+
+TEST(StmTsan, TransactionsOnTvarsRunClean) {
+  const auto r = run_stm_child("clean");
+  EXPECT_EQ(r.output.find("ThreadSanitizer"), std::string::npos) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(StmTsan, ARaceOnAPlainVariableNextToTheStmIsReported) {
+  if (!hwsync::tsan::enabled) GTEST_SKIP() << "not a ThreadSanitizer build";
+  const auto r = run_stm_child("race");
+  EXPECT_NE(r.output.find("WARNING: ThreadSanitizer: data race"), std::string::npos) << r.output;
+  EXPECT_NE(r.exit_code, 0) << r.output;
+}
+
+}  // namespace
