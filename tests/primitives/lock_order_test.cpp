@@ -12,6 +12,7 @@
 #include <new>
 #include <shared_mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -27,6 +28,22 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Runs a child that plants a lock-order inversion on purpose and must live
+// past TSan's report of it to finish: the tsan test preset sets
+// halt_on_error=1, and a flag given later in TSAN_OPTIONS overrides it.
+hwsync::test::child_result run_child_past_tsan_reports(const std::vector<std::string>& argv) {
+  const char* inherited = std::getenv("TSAN_OPTIONS");
+  const std::string saved = inherited != nullptr ? inherited : "";
+  ::setenv("TSAN_OPTIONS", (saved + " halt_on_error=0").c_str(), 1);
+  auto r = hwsync::test::run_child(argv);
+  if (inherited != nullptr) {
+    ::setenv("TSAN_OPTIONS", saved.c_str(), 1);
+  } else {
+    ::unsetenv("TSAN_OPTIONS");
+  }
+  return r;
+}
+
 // A test that plants a lock-order inversion: ThreadSanitizer sees hwsync
 // locks and reports the inversion too, as it should. Under TSan such a test
 // runs in a child process of this binary, which must pass, and whose output
@@ -39,7 +56,7 @@ bool ran_in_tsan_child() {
   const std::string filter =
       std::string("--gtest_filter=") + t->test_suite_name() + "." + t->name();
   ::setenv("HWSYNC_LOCK_ORDER_TEST_CHILD", "1", 1);
-  const auto r = hwsync::test::run_child({"/proc/self/exe", filter});
+  const auto r = run_child_past_tsan_reports({"/proc/self/exe", filter});
   ::unsetenv("HWSYNC_LOCK_ORDER_TEST_CHILD");
   EXPECT_NE(r.output.find("[  PASSED  ] 1 test"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ThreadSanitizer: lock-order-inversion"), std::string::npos) << r.output;
@@ -375,7 +392,7 @@ TEST_F(LockOrder, SwitchingOffAndOnForgetsHeldLocks) {
 TEST(LockOrderActions, LogPrintsTheCycleAndGoesOn) {
   const std::string program = hwsync::test::env_path("HWSYNC_MISUSE_CASES");
   ASSERT_FALSE(program.empty()) << "HWSYNC_MISUSE_CASES is not set (run through ctest)";
-  const auto r = hwsync::test::run_child({program, "lock_order_log"});
+  const auto r = run_child_past_tsan_reports({program, "lock_order_log"});
   EXPECT_EQ(r.signal, 0) << r.output;
   EXPECT_NE(r.output.find("possible deadlock"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("\"account A\""), std::string::npos) << r.output;
