@@ -272,15 +272,29 @@ void add_edge(thread_state& ts, const held_lock& from, const void* to, const voi
   deliver(report, ts);
 }
 
+void push_held(thread_state& ts, const void* lock, const void* site, std::uint64_t hold_start,
+               std::uint64_t wait) noexcept {
+  if (ts.depth == held_capacity) {
+    ++ts.untracked;
+    held_overflows.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  ts.held[ts.depth++] = {lock, site, hold_start, wait};
+}
+
+bool edge_cached(const thread_state& ts, const void* from, const void* to,
+                 std::uint64_t generation) noexcept {
+  const cached_edge& c = ts.cache[cache_index(from, to)];
+  return c.from == from && c.to == to && c.generation == generation;
+}
+
 void check_order(thread_state& ts, const void* lock, const void* site) {
   const std::uint64_t generation = graph_generation.load(std::memory_order_acquire);
   std::vector<void*> stack;  // filled once, if some edge is new
   for (std::size_t i = 0; i < ts.depth; ++i) {
     const held_lock& h = ts.held[i];
     if (h.lock == lock) continue;  // relocking: no edge to itself
-    const cached_edge& c = ts.cache[cache_index(h.lock, lock)];
-    if (c.from == h.lock && c.to == lock && c.generation == generation) continue;
-    add_edge(ts, h, lock, site, stack);
+    if (!edge_cached(ts, h.lock, lock, generation)) add_edge(ts, h, lock, site, stack);
   }
 }
 
@@ -353,6 +367,56 @@ std::string lock_label(const void* lock, const std::string& name) {
 
 // Hooks -----------------------------------------------------------------------
 
+namespace {
+
+// Whether the thread's edge cache knows every edge from a held lock to
+// `lock`: the common case, checked without the graph's mutex.
+bool edges_cached(const thread_state& ts, const void* lock, std::uint64_t generation) noexcept {
+  for (std::size_t i = 0; i < ts.depth; ++i) {
+    const void* held = ts.held[i].lock;
+    if (held != lock && !edge_cached(ts, held, lock, generation)) return false;
+  }
+  return true;
+}
+
+// Out of line, so the acquisition's own path saves few registers.
+[[gnu::noinline]] void add_edges(thread_state& ts, const void* lock, const void* site) noexcept {
+  try {
+    check_order(ts, lock, site);
+  } catch (...) {
+    // Out of memory growing the graph, or the callback threw: the
+    // acquisition goes on, as if the checker had not looked.
+    ts.busy = false;
+  }
+}
+
+// Draws the distance to the next sample and returns this one's start.
+[[gnu::noinline]] std::uint64_t start_sample(thread_state& ts) noexcept {
+  // The next sample in 1..2N-1 acquisitions (N on average), at random: a
+  // fixed stride would alias with a loop that takes locks in a cycle of a
+  // length that divides it, and sample one lock only.
+  const std::uint32_t n = detail::profile::period();
+  std::uint64_t& x = ts.random;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  ts.sample_countdown = n == 1 ? 1 : static_cast<std::uint32_t>(1 + x % (2 * std::uint64_t{n} - 1));
+  const std::uint64_t t = cycle_clock::now();
+  return t != 0 ? t : 1;
+}
+
+[[gnu::noinline]] void record_sample(const void* lock, std::uint64_t hold_start,
+                                     std::uint64_t wait) noexcept {
+  const std::uint64_t now = cycle_clock::now();
+  try {
+    detail::profile::record(lock, wait, now > hold_start ? now - hold_start : 0);
+  } catch (...) {
+    // Out of memory for a new entry: the sample is lost, the lock works.
+  }
+}
+
+}  // namespace
+
 namespace detail::observe {
 
 void switch_on(std::uint32_t bit) noexcept {
@@ -362,34 +426,24 @@ void switch_on(std::uint32_t bit) noexcept {
   flag_word.fetch_or(bit, std::memory_order_seq_cst);
 }
 
-std::uint64_t before_acquire(const void* lock, std::uint32_t flags, bool blocking) noexcept {
+std::uint64_t before_acquire(const void* lock, std::uint32_t flags, bool blocking,
+                             bool certain) noexcept {
   thread_state* ts = this_thread_state();
   if (ts == nullptr || ts->busy) return 0;
   sync_epoch(*ts);
-  if ((flags & order_bit) != 0 && blocking && ts->depth > 0) {
-    try {
-      check_order(*ts, lock, __builtin_return_address(0));
-    } catch (...) {
-      // Out of memory growing the graph, or the callback threw: the
-      // acquisition goes on, as if the checker had not looked.
-      ts->busy = false;
-    }
+  const void* site = __builtin_return_address(0);
+  if ((flags & order_bit) != 0 && blocking && ts->depth > 0 &&
+      !edges_cached(*ts, lock, graph_generation.load(std::memory_order_acquire))) [[unlikely]]
+    add_edges(*ts, lock, site);
+  if (flags == order_bit && certain) {
+    // The attempt cannot fail: record the held lock now and spare the
+    // acquisition its second call. Nothing reads the stack before the lock
+    // is ours but this thread, whose next step is that acquisition.
+    push_held(*ts, lock, site, 0, 0);
+    return already_recorded;
   }
   if ((flags & profile_bit) != 0) {
-    if (ts->sample_countdown <= 1) {
-      // The next sample in 1..2N-1 acquisitions (N on average), at random:
-      // a fixed stride would alias with a loop that takes locks in a cycle
-      // of a length that divides it, and sample one lock only.
-      const std::uint32_t n = profile::period();
-      std::uint64_t& x = ts->random;
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      ts->sample_countdown =
-          n == 1 ? 1 : static_cast<std::uint32_t>(1 + x % (2 * std::uint64_t{n} - 1));
-      const std::uint64_t t = cycle_clock::now();
-      return t != 0 ? t : 1;
-    }
+    if (ts->sample_countdown <= 1) return start_sample(*ts);
     --ts->sample_countdown;
   }
   return 0;
@@ -398,21 +452,12 @@ std::uint64_t before_acquire(const void* lock, std::uint32_t flags, bool blockin
 void after_acquire(const void* lock, std::uint32_t, std::uint64_t start, mode) noexcept {
   thread_state* ts = this_thread_state();
   if (ts == nullptr || ts->busy) return;  // before_acquire synced the epoch
-  if (ts->depth == held_capacity) {
-    ++ts->untracked;
-    held_overflows.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  held_lock& h = ts->held[ts->depth++];
-  h.lock = lock;
-  h.site = __builtin_return_address(0);
   if (start != 0) {
     const std::uint64_t now = cycle_clock::now();
-    h.hold_start = now != 0 ? now : 1;
-    h.wait = now > start ? now - start : 0;
+    push_held(*ts, lock, __builtin_return_address(0), now != 0 ? now : 1,
+              now > start ? now - start : 0);
   } else {
-    h.hold_start = 0;
-    h.wait = 0;
+    push_held(*ts, lock, __builtin_return_address(0), 0, 0);
   }
 }
 
@@ -423,17 +468,14 @@ void on_release(const void* lock) noexcept {
   // acquisition clears it.
   for (std::size_t i = ts->depth; i-- > 0;) {
     if (ts->held[i].lock != lock) continue;
-    const held_lock h = ts->held[i];
+    // Field by field: a whole-entry copy reads 16 bytes at a time from what
+    // the acquisition just stored 8 at a time, and the failed store
+    // forwarding cost the release about 10 cycles.
+    const std::uint64_t hold_start = ts->held[i].hold_start;
+    const std::uint64_t wait = ts->held[i].wait;
     for (std::size_t j = i + 1; j < ts->depth; ++j) ts->held[j - 1] = ts->held[j];
     --ts->depth;
-    if (h.hold_start != 0) {
-      const std::uint64_t now = cycle_clock::now();
-      try {
-        profile::record(lock, h.wait, now > h.hold_start ? now - h.hold_start : 0);
-      } catch (...) {
-        // Out of memory for a new entry: the sample is lost, the lock works.
-      }
-    }
+    if (hold_start != 0) record_sample(lock, hold_start, wait);
     return;
   }
   if (ts->untracked > 0) --ts->untracked;

@@ -230,6 +230,24 @@ TEST(HtmElided, OffBackendIsThePlainLockAndCountsNothing) {
   EXPECT_EQ(s.acquisitions(), 0u);
 }
 
+// Before unlock() read the holder byte and the lock word, it asked the
+// process's backend again: a lock taken with the backend off and released
+// inside a policy_emulation_scope was taken for a transaction that did not
+// exist, and unlock() aborted the program.
+TEST(HtmElidedRegression, LockTakenWithTheBackendOffIsReleasedAfterTheBackendChanges) {
+  if (htm::active_backend() != htm::backend::off)
+    GTEST_SKIP() << "backend is " << htm::to_string(htm::active_backend());
+  htm::elided<hwsync::mutex> m;
+  m.lock();
+  {
+    htm::policy_emulation_scope scope(htm::emulation_config::never_abort());
+    m.unlock();
+    EXPECT_FALSE(m.underlying().is_locked());
+  }
+  EXPECT_TRUE(m.try_lock());
+  m.unlock();
+}
+
 TEST(HtmElidedPolicyEmulation, CommitsAndSeesATransactionInside) {
   htm::policy_emulation_scope scope(htm::emulation_config::never_abort());
   htm::elided<hwsync::mutex> m;

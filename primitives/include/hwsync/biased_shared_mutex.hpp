@@ -193,7 +193,7 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
 
   void lock() HWSYNC_ACQUIRE() {
     check_.before_acquire(type_name, this, "lock()");
-    const detail::observe::attempt seen(this, true);
+    const detail::observe::attempt seen(this, detail::observe::until_acquired);
     tsan::pre_lock(this, 0);
     word_.lock();
     if ((bias_.load(std::memory_order_relaxed) & bias) != 0) {
@@ -236,7 +236,7 @@ class HWSYNC_CAPABILITY("shared_mutex") biased_shared_mutex {
 
   void lock_shared() HWSYNC_ACQUIRE_SHARED() {
     check_.before_acquire(type_name, this, "lock_shared()");
-    const detail::observe::attempt seen(this, true);
+    const detail::observe::attempt seen(this, detail::observe::until_acquired);
     tsan::pre_lock(this, tsan::flag::read_lock);
     if (!try_publish()) {
       const auto never = futex::deadline::never();

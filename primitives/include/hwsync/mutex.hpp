@@ -230,7 +230,7 @@ class checked_mutex_word {
  public:
   void lock(const char* type, void* self) noexcept {
     owner_.before_lock(type, self);
-    const observe::attempt seen(self, true);
+    const observe::attempt seen(self, observe::until_acquired);
     tsan::pre_lock(self, 0);
     word_.lock();
     tsan::post_lock(self, 0, 0);
@@ -268,7 +268,7 @@ class checked_mutex_word {
   // For condition_variable's wait morphing (see mutex_word).
   void lock_requeued(const char* type, void* self) noexcept {
     owner_.before_lock(type, self);
-    const observe::attempt seen(self, true);
+    const observe::attempt seen(self, observe::until_acquired);
     tsan::pre_lock(self, 0);
     word_.lock_requeued();
     tsan::post_lock(self, 0, 0);
@@ -373,7 +373,7 @@ class basic_recursive_mutex {
       relock(self);
       return;
     }
-    const observe::attempt seen(self, true);
+    const observe::attempt seen(self, observe::until_acquired);
     tsan::pre_lock(self, tsan::flag::write_reentrant);
     word_.lock();
     owner_.store(pthread_self(), std::memory_order_relaxed);

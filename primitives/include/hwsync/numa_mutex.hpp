@@ -149,7 +149,7 @@ class HWSYNC_CAPABILITY("mutex") numa_mutex {
 
   void lock() HWSYNC_ACQUIRE() {
     before_lock();
-    const detail::observe::attempt seen(this, true);
+    const detail::observe::attempt seen(this, detail::observe::until_acquired);
     tsan::pre_lock(this, 0);
     std::uint32_t expected = 0;
     if (!word_.compare_exchange_strong(expected, locked, std::memory_order_acquire,

@@ -549,7 +549,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   void lock() HWSYNC_ACQUIRE() {
     check_.before_acquire(type_name(), this, "lock()");
-    const detail::observe::attempt seen(this, true);
+    const detail::observe::attempt seen(this, detail::observe::until_acquired);
     tsan::pre_lock(this, 0);
     word_.lock(Policy::writer_grace);
     tsan::post_lock(this, 0, 0);
@@ -589,7 +589,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   void lock_shared() HWSYNC_ACQUIRE_SHARED() {
     check_.before_acquire(type_name(), this, "lock_shared()");
-    const detail::observe::attempt seen(this, true);
+    const detail::observe::attempt seen(this, detail::observe::until_acquired);
     tsan::pre_lock(this, tsan::flag::read_lock);
     word_.lock_shared();
     tsan::post_lock(this, tsan::flag::read_lock, 0);
@@ -627,7 +627,7 @@ class HWSYNC_CAPABILITY("shared_mutex") shared_mutex {
 
   void lock_upgrade() HWSYNC_ACQUIRE_SHARED() {
     check_.before_acquire(type_name(), this, "lock_upgrade()");
-    const detail::observe::attempt seen(this, true);
+    const detail::observe::attempt seen(this, detail::observe::until_acquired);
     tsan::pre_lock(this, tsan::flag::read_lock);
     word_.lock_upgrade();
     tsan::post_lock(this, tsan::flag::read_lock, 0);

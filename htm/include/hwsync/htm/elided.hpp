@@ -20,8 +20,10 @@
 //   hwsync::mutex): a counter on the lock word's line would abort every
 //   transaction subscribed to it.
 //   Cost when the backend is off (every machine without usable RTM, unless
-//   HWSYNC_HTM=emulate): lock() and unlock() are Lock's plus one relaxed
-//   load and one predictable branch each; no CPUID, no counter.
+//   HWSYNC_HTM=emulate): lock() is Lock's plus one relaxed load of the
+//   process's backend and one predictable branch; unlock() is Lock's plus
+//   two loads from the line lock() just wrote (the holder byte, the lock
+//   word) and one predictable branch; no CPUID, no counter.
 //   Misuse: unlock() of an elided lock this thread does not hold aborts with
 //   a message when the backend is rtm or policy_emulation (it is Lock's own
 //   misuse when off).
@@ -34,7 +36,9 @@
 // The holder byte (next to the lock, written only by a thread holding Lock
 // for real; a hardware transaction never writes it)
 //   state                 meaning                        unlock() does
-//   none                  free, or held by a transaction commit (XEND)
+//   none, word locked     held by lock() with the        Lock::unlock()
+//                         backend off (inline)
+//   none, word free       held by a transaction          commit (XEND)
 //   fallback              held for real by this policy   Lock::unlock()
 //   emulated_transaction  held by an emulated transaction commit: Lock::unlock()
 #pragma once
@@ -86,12 +90,16 @@ class elided {
   }
 
   void unlock() {
-    const backend b = detail::current_backend.load(std::memory_order_relaxed);
-    if (b == backend::off) [[likely]] {
+    // Held for real and not by the policy: what lock() does when the backend
+    // is off. A transaction sees the word free (it subscribed to it), and the
+    // policy's own holds mark the holder byte; both go out of line. Both
+    // loads hit the line lock() just wrote, so unlock() reads no global.
+    if (holder_ == detail::holder::none && lock_.is_locked()) [[likely]] {
       lock_.unlock();
       return;
     }
-    detail::elided_unlock(site_, holder_, &lock_, ops, b);
+    detail::elided_unlock(site_, holder_, &lock_, ops,
+                          detail::current_backend.load(std::memory_order_relaxed));
   }
 
   void lock_shared() requires requires(Lock& l) { l.lock_shared(); }
