@@ -1,0 +1,87 @@
+// net/src/redis/subscriber.hpp — one pub/sub connection per Redis backend,
+// shared by every lock waiting for a release: waiters wake on the release
+// message of their lock instead of polling. Private to the redis backend.
+//
+// Contract
+//   subscribe(channel) registers interest (counted: the first waiter sends
+//   SUBSCRIBE, the last one's ~subscription sends UNSUBSCRIBE), connecting
+//   lazily. A subscription's generation() grows by one for every message on
+//   its channel and for every loss of the connection (whoever waits must
+//   retry then: a release may have gone unseen). wait_for_change(seen,
+//   until) parks until generation() != seen or `until` passes; it never
+//   throws for a server that is down — the caller's next command reports
+//   that — it just waits out `until` (the caller's bounded backoff).
+//   confirmed(until) waits for the server's "subscribe" reply for the
+//   channel, after which every release is seen (true), or for `until`.
+//   Wire order: the decision to (un)subscribe and its send happen under one
+//   mutex, so SUBSCRIBE and UNSUBSCRIBE of one channel never cross.
+//   Threads: any thread but a ring loop thread.
+//
+// State (the pub/sub connection, under send_mutex_; `broken` is also set
+// by the reader coroutine on the loop thread):
+//   current  broken  meaning                     next
+//   none     -       never connected / given up  subscribe() or a waiter connects
+//                                                (at most every 100 ms)
+//   link     no      subscribed to every channel with waiters
+//   link     yes     lost (reset, EOF, garbage)  waiters woken (epoch + 1);
+//                                                the next caller reconnects and
+//                                                resubscribes
+// Per channel (under the shared mutex): waiters (count), messages (count),
+// confirmed (the server's "subscribe" reply seen on the current link).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "hwsync/condition_variable.hpp"
+#include "hwsync/mutex.hpp"
+#include "hwsync/net/ring.hpp"
+
+namespace hwsync::net::redis {
+
+class subscriber {
+ public:
+  subscriber(std::string host, std::uint16_t port, ring& r = ring::default_ring());
+  ~subscriber();
+  subscriber(const subscriber&) = delete;
+  subscriber& operator=(const subscriber&) = delete;
+
+  class subscription {
+   public:
+    ~subscription();
+    subscription(const subscription&) = delete;
+    subscription& operator=(const subscription&) = delete;
+
+    std::uint64_t generation() const;
+    bool confirmed(steady_time until) const;
+    void wait_for_change(std::uint64_t seen, steady_time until) const;
+
+   private:
+    friend class subscriber;
+    subscription(subscriber& owner, std::string channel)
+        : owner_(owner), channel_(std::move(channel)) {}
+    subscriber& owner_;
+    std::string channel_;
+  };
+
+  // Registers interest in `channel`; sends SUBSCRIBE if this is the first
+  // waiter (a failure to connect is not thrown: see the contract).
+  std::unique_ptr<subscription> subscribe(const std::string& channel);
+
+  struct shared;  // what the reader coroutine shares (subscriber.cpp)
+
+ private:
+  void send_locked(std::string_view verb, const std::string& channel);
+  bool ensure_connected_locked();
+
+  std::string host_;
+  std::uint16_t port_;
+  ring* ring_;
+  hwsync::mutex send_mutex_;  // (un)subscribe decisions + sends + reconnects
+  std::shared_ptr<shared> shared_;
+  steady_time next_connect_attempt_{};
+};
+
+}  // namespace hwsync::net::redis
