@@ -5,6 +5,10 @@
 //   bank      1024 accounts, a transfer between two random accounts
 //   disjoint  the bank, but each thread on its own 512 accounts (no conflicts:
 //             disjoint-access parallelism, 1 vs 2 threads)
+//   disjoint_logged  the same, hwsync::stm only, with the single-thread mode
+//             off (tuning::single_thread_mode): the logged TL2 path at 1 and
+//             2 threads, so its own scaling and its cost against the
+//             single-thread mode's (disjoint, 1 thread) show in the report
 //   list      sorted linked list, keys 0..255, 20% updates
 //   hash      chained hash set, 4096 buckets, keys 0..8191, 20% updates
 //   rbtree    red-black tree, keys 0..8191, 20% updates
@@ -156,6 +160,22 @@ struct bank_state<lock_peer<L>> {
     for (long v : a) s += v;
     return s;
   }
+};
+
+// Turns the single-thread mode off for one scenario.
+class logged_only_scope {
+ public:
+  logged_only_scope() : saved_(stm::current_tuning()) {
+    stm::tuning t = saved_;
+    t.single_thread_mode = false;
+    stm::set_tuning(t);
+  }
+  ~logged_only_scope() { stm::set_tuning(saved_); }
+  logged_only_scope(const logged_only_scope&) = delete;
+  logged_only_scope& operator=(const logged_only_scope&) = delete;
+
+ private:
+  stm::tuning saved_;
 };
 
 template <class Peer>
@@ -343,6 +363,12 @@ void register_all(peer_list<Peers...>) {
                                            [](benchmark::State& s) { bm_bank<Peers>(s, true); }),
               {1, 2}),
    ...);
+  self_timed(benchmark::RegisterBenchmark(name("disjoint_logged", stm_peer::id).c_str(),
+                                          [](benchmark::State& s) {
+                                            logged_only_scope logged;
+                                            bm_bank<stm_peer>(s, true);
+                                          }),
+             {1, 2});
   (self_timed(
        benchmark::RegisterBenchmark(name("list", Peers::id).c_str(), bm_set<set_kind::list, Peers>),
        all),

@@ -4,6 +4,7 @@
 #include "runtime.hpp"
 
 #include <linux/membarrier.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -88,6 +89,37 @@ void register_descriptor(transaction* t) {
       std::this_thread::yield();
     }
   }
+}
+
+std::uint64_t advance_clock(std::uint64_t version) noexcept {
+  std::uint64_t c = runtime.clock.load(std::memory_order_seq_cst);
+  while (c < version) {
+    // seq_cst: the clock argument (docs/stm.md) needs every clock access
+    // in one total order with the stripe loads that follow it.
+    if (runtime.clock.compare_exchange_weak(c, version, std::memory_order_seq_cst,
+                                            std::memory_order_seq_cst))
+      return version;
+  }
+  return c;
+}
+
+namespace {
+
+unsigned usable_cpus() noexcept {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
+  const unsigned n = std::thread::hardware_concurrency();
+  return n != 0 ? n : 1;
+}
+
+}  // namespace
+
+bool oversubscribed() noexcept {
+  static const unsigned cpus = usable_cpus();
+  return runtime.live_threads.load(std::memory_order_relaxed) > cpus;
 }
 
 void unregister_descriptor(transaction* t, const statistics& final_counts) {
@@ -222,11 +254,18 @@ statistics process_statistics() {
 }
 
 void quiesce() {
-  // Any commit whose version is already taken has published MAX before
-  // taking it (both seq_cst), so each descriptor is seen busy until its
-  // write-back ends. Seeing it idle once is enough: later commits do not
-  // concern data privatized before this call.
-  (void)detail::runtime.clock.load(std::memory_order_seq_cst);
+  // The heavy half of an asymmetric fence: membarrier(2) makes every
+  // running thread of the process execute a full barrier. A committer that
+  // stored MAX before that point is seen busy below until its write-back
+  // ends; one that had not yet stored it validates its read set after the
+  // barrier, sees the privatizing commit (made before this call) and
+  // aborts. Without membarrier, committers store MAX with a seq_cst
+  // exchange, which precedes their seq_cst validation loads; those read the
+  // privatized link before the privatizer's seq_cst lock, which precedes the
+  // seq_cst loads below. Seeing a descriptor idle once is enough: later
+  // commits do not concern data privatized before this call.
+  if (detail::runtime.asymmetric_fence.load(std::memory_order_relaxed))
+    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
   auto& r = detail::registry();
   std::lock_guard g(r.mutex);
   for (transaction* t : r.live) {

@@ -28,7 +28,8 @@ hwsync::mutex& serial_mutex() noexcept;
 
 struct waiter {
   futex::word woken{0};
-  const std::vector<std::uint32_t>* stripes = nullptr;  // sorted, unique
+  const std::uint32_t* stripes = nullptr;  // sorted, unique
+  std::uint32_t stripe_count = 0;
 };
 hwsync::mutex& waiters_mutex() noexcept;
 std::vector<waiter*>& waiters() noexcept;  // under waiters_mutex()
@@ -37,5 +38,15 @@ std::vector<waiter*>& waiters() noexcept;  // under waiters_mutex()
 void register_descriptor(transaction* t);
 
 void unregister_descriptor(transaction* t, const statistics& final_counts);
+
+// Advances the clock to at least `version` (a version a reader met above
+// its rv): one CAS unless another thread got there first. Returns the clock
+// value it read or wrote, which is >= version and a valid new rv.
+std::uint64_t advance_clock(std::uint64_t version) noexcept;
+
+// Whether threads with a descriptor outnumber the CPUs this process may
+// run on: then a thread that meets a locked stripe gives its CPU away (the
+// owner may be waiting for one) instead of spinning.
+bool oversubscribed() noexcept;
 
 }  // namespace hwsync::stm::detail

@@ -27,8 +27,13 @@
 
 #include "hwsync/net/etcd_client.hpp"
 #include "support/etcd_server.hpp"
+#include "support/net_test.hpp"
 #include "support/redis_server.hpp"  // free_local_port
 #include "support/watchdog.hpp"
+
+using hwsync::test::deadline_in;
+using hwsync::test::expect_net_error;
+using hwsync::test::net_error_of;
 
 namespace {
 
@@ -36,22 +41,6 @@ using namespace std::chrono_literals;
 namespace net = hwsync::net;
 namespace etcd = hwsync::net::etcd;
 using hwsync::test::watchdog;
-
-net::steady_time in(std::chrono::milliseconds d) {
-  return std::chrono::steady_clock::now() + d;
-}
-
-// What a call threw, as a net::error code and message (fails if nothing).
-template <class F>
-std::pair<net::errc, std::string> net_error_of(F&& f) {
-  try {
-    f();
-  } catch (const net::error& e) {
-    return {e.code(), e.what()};
-  }
-  ADD_FAILURE() << "expected a net::error, got none";
-  return {net::errc::io_error, ""};
-}
 
 // Every error message says what was expected and what came instead; the
 // message is kept in the test report (--gtest_output=xml) for reading.
@@ -205,7 +194,7 @@ TEST_F(EtcdClient, LeaseKeptAliveThenExpiresAndTakesItsKey) {
   {
     // Kept alive past twice its TTL: the key stays.
     etcd::lease_keepalive keeper(c);
-    const auto until = in(4500ms);
+    const auto until = deadline_in(4500ms);
     while (std::chrono::steady_clock::now() < until) {
       EXPECT_EQ(keeper.keep_alive(lease.id), lease.ttl);
       std::this_thread::sleep_for(500ms);
@@ -263,13 +252,13 @@ TEST_F(EtcdClient, WatchSeesPutAndDelete) {
   const std::string p = prefix();
   etcd::watch w(c, p, etcd::prefix_end(p));
   // Nothing happened yet: a bounded wait returns nothing, the stream stays.
-  EXPECT_FALSE(w.next(in(100ms)).has_value());
+  EXPECT_FALSE(w.next(deadline_in(100ms)).has_value());
 
   const auto put = c.put(p + "x", "1");
   const auto erased = c.erase(p + "x");
   std::vector<etcd::event> seen;
   while (seen.size() < 2) {
-    auto batch = w.next(in(10s));
+    auto batch = w.next(deadline_in(10s));
     ASSERT_TRUE(batch.has_value()) << "the watch saw " << seen.size() << " of 2 events";
     seen.insert(seen.end(), batch->begin(), batch->end());
   }
@@ -292,7 +281,7 @@ TEST_F(EtcdClient, WatchFromAnOldRevisionReplaysHistory) {
   etcd::watch w(c, k, {}, first.revision);
   std::vector<etcd::event> seen;
   while (seen.size() < 2) {
-    auto batch = w.next(in(10s));
+    auto batch = w.next(deadline_in(10s));
     ASSERT_TRUE(batch.has_value());
     seen.insert(seen.end(), batch->begin(), batch->end());
   }
@@ -328,7 +317,7 @@ TEST_F(EtcdClient, ManyThreadsShareOneConnection) {
   }
   int events = 0;
   while (events < threads * puts_per_thread) {
-    auto batch = w.next(in(20s));
+    auto batch = w.next(deadline_in(20s));
     ASSERT_TRUE(batch.has_value()) << "saw " << events << " events";
     events += static_cast<int>(batch->size());
     EXPECT_EQ(keeper.keep_alive(lease.id), lease.ttl);
@@ -415,7 +404,7 @@ TEST(EtcdClientErrors, Http1AnswerIsAProtocolErrorNotAHang) {
   watchdog dog("Http1AnswerIsAProtocolErrorNotAHang", 60s);
   fake_server server("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", false);
   etcd::client c({server.endpoint()});
-  const auto [code, what] = net_error_of([&] { c.put("k", "v", 0, in(20s)); });
+  const auto [code, what] = net_error_of([&] { c.put("k", "v", 0, deadline_in(20s)); });
   EXPECT_EQ(code, net::errc::protocol_error) << what;
   EXPECT_NE(what.find("HTTP/2"), std::string::npos) << what;
   expect_explains(what);
@@ -431,7 +420,7 @@ TEST(EtcdClientErrors, GarbageFrameIsAProtocolErrorNotAHang) {
       14);
   fake_server server(bad, false);
   etcd::client c({server.endpoint()});
-  const auto [code, what] = net_error_of([&] { c.get("k", {}, in(20s)); });
+  const auto [code, what] = net_error_of([&] { c.get("k", {}, deadline_in(20s)); });
   EXPECT_EQ(code, net::errc::protocol_error) << what;
   expect_explains(what);
 }
@@ -440,7 +429,7 @@ TEST(EtcdClientErrors, PeerHangingUpIsClosedByPeer) {
   watchdog dog("PeerHangingUpIsClosedByPeer", 60s);
   fake_server server("", true);
   etcd::client c({server.endpoint()});
-  const auto [code, what] = net_error_of([&] { c.get("k", {}, in(20s)); });
+  const auto [code, what] = net_error_of([&] { c.get("k", {}, deadline_in(20s)); });
   EXPECT_TRUE(code == net::errc::closed_by_peer || code == net::errc::connection_reset) << what;
   expect_explains(what);
 }
@@ -449,7 +438,7 @@ TEST(EtcdClientErrors, SilentServerTimesOutAtTheDeadline) {
   watchdog dog("SilentServerTimesOutAtTheDeadline", 60s);
   fake_server server("", false);  // accepts, never answers
   etcd::client c({server.endpoint()});
-  const auto [code, what] = net_error_of([&] { c.get("k", {}, in(300ms)); });
+  const auto [code, what] = net_error_of([&] { c.get("k", {}, deadline_in(300ms)); });
   EXPECT_EQ(code, net::errc::timed_out) << what;
   expect_explains(what);
 }

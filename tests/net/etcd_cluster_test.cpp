@@ -16,7 +16,12 @@
 #include "hwsync/net/fenced_resource.hpp"
 #include "hwsync/net/lock_service.hpp"
 #include "support/etcd_server.hpp"
+#include "support/net_test.hpp"
 #include "support/watchdog.hpp"
+
+using hwsync::test::deadline_in;
+using hwsync::test::expect_net_error;
+using hwsync::test::net_error_of;
 
 namespace {
 
@@ -24,10 +29,6 @@ using namespace std::chrono_literals;
 namespace net = hwsync::net;
 namespace etcd = hwsync::net::etcd;
 using hwsync::test::watchdog;
-
-net::steady_time in(std::chrono::milliseconds d) {
-  return std::chrono::steady_clock::now() + d;
-}
 
 TEST(EtcdCluster, ThreeMembersFailoverAndRejoin) {
   watchdog dog("ThreeMembersFailoverAndRejoin", 240s);
@@ -65,7 +66,7 @@ TEST(EtcdCluster, ThreeMembersFailoverAndRejoin) {
   std::int64_t last_revision = before.revision;
   for (int attempt = 0; attempt < 40 && !recovered; ++attempt) {
     try {
-      const auto after = c.put("/cluster/k", "v3", 0, in(5s));
+      const auto after = c.put("/cluster/k", "v3", 0, deadline_in(5s));
       EXPECT_GT(after.revision, last_revision);
       last_revision = after.revision;
       recovered = true;
@@ -94,7 +95,7 @@ TEST(EtcdCluster, ThreeMembersFailoverAndRejoin) {
     to_frozen.get("/cluster/k");  // connected while it was alive
     cluster.sigstop(frozen);
     try {
-      to_frozen.get("/cluster/k", {}, in(500ms));
+      to_frozen.get("/cluster/k", {}, deadline_in(500ms));
       ADD_FAILURE() << "expected a read from a SIGSTOPped member to time out";
     } catch (const net::error& e) {
       EXPECT_EQ(e.code(), net::errc::timed_out) << e.what();
@@ -108,7 +109,7 @@ TEST(EtcdCluster, ThreeMembersFailoverAndRejoin) {
   bool caught_up = false;
   for (int attempt = 0; attempt < 100 && !caught_up; ++attempt) {
     try {
-      const auto got = rejoined.get("/cluster/k", {}, in(5s));
+      const auto got = rejoined.get("/cluster/k", {}, deadline_in(5s));
       caught_up = got.kvs.size() == 1 && got.kvs[0].value == "v3";
     } catch (const net::error&) {
     }

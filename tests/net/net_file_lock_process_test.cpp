@@ -20,27 +20,18 @@
 #include "hwsync/debug_checks.hpp"
 #include "hwsync/net/lock_service.hpp"
 #include "support/child_process.hpp"
+#include "support/net_test.hpp"
 #include "support/watchdog.hpp"
+
+using hwsync::test::deadline_in;
+using hwsync::test::expect_net_error;
+using hwsync::test::net_error_of;
 
 extern char** environ;
 
 namespace {
 
 using namespace std::chrono_literals;
-
-class temp_dir {
- public:
-  temp_dir() {
-    char pattern[] = "/tmp/hwsync-net-proc-XXXXXX";
-    path_ = ::mkdtemp(pattern);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string uri() const { return "file://" + path_ + "/locks"; }
-
- private:
-  std::string path_;
-};
 
 std::string child_path() {
   const std::string p = hwsync::test::env_path("HWSYNC_NET_LOCK_CHILD");
@@ -50,7 +41,7 @@ std::string child_path() {
 
 TEST(FileLockProcesses, ChildrenIncrementAFencedCounterExactly) {
   hwsync::test::watchdog dog("file lock processes", 240s);
-  temp_dir dir;
+  hwsync::test::temp_dir dir("net-proc");
   constexpr int children = 4;
   constexpr int rounds = 100;
   const std::string store = dir.path() + "/store";
@@ -59,7 +50,8 @@ TEST(FileLockProcesses, ChildrenIncrementAFencedCounterExactly) {
   for (int c = 0; c < children; ++c) {
     launchers.emplace_back([&, c] {
       results[c] = hwsync::test::run_child(
-          {child_path(), "count", dir.uri(), "counter", std::to_string(rounds), store}, 200);
+          {child_path(), "count", dir.file_uri("locks"), "counter", std::to_string(rounds), store},
+          200);
     });
   }
   for (auto& t : launchers) t.join();
@@ -107,14 +99,14 @@ std::string read_line(int fd) {
 
 TEST(FileLockProcesses, KillNineOfTheHolderReleasesTheLock) {
   hwsync::test::watchdog dog("kill -9 holder", 120s);
-  temp_dir dir;
-  const auto [pid, out] = spawn_with_pipe({child_path(), "hold", dir.uri(), "held"});
+  hwsync::test::temp_dir dir("net-proc");
+  const auto [pid, out] = spawn_with_pipe({child_path(), "hold", dir.file_uri("locks"), "held"});
   const std::string line = read_line(out);  // "token N": the child holds the lock
   ::close(out);
   ASSERT_EQ(line.rfind("token ", 0), 0u) << line;
   const unsigned long long holder_token = std::stoull(line.substr(6));
 
-  hwsync::net::lock_service service(dir.uri());
+  hwsync::net::lock_service service(dir.file_uri("locks"));
   hwsync::net::distributed_lock lock(service, "held");
   EXPECT_FALSE(lock.try_lock());
   ::kill(pid, SIGKILL);
@@ -128,17 +120,18 @@ TEST(FileLockProcesses, KillNineOfTheHolderReleasesTheLock) {
 
 TEST(FileLockProcesses, TheTokenCounterSurvivesTheProcessThatWroteIt) {
   hwsync::test::watchdog dog("counter restart", 120s);
-  temp_dir dir;
+  hwsync::test::temp_dir dir("net-proc");
   unsigned long long last = 0;
   for (int i = 0; i < 3; ++i) {
-    const auto r = hwsync::test::run_child({child_path(), "once", dir.uri(), "restart"}, 60);
+    const auto r =
+        hwsync::test::run_child({child_path(), "once", dir.file_uri("locks"), "restart"}, 60);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     ASSERT_EQ(r.output.rfind("token ", 0), 0u) << r.output;
     const unsigned long long token = std::stoull(r.output.substr(6));
     EXPECT_GT(token, last) << "a new process got a token that is not above the last one";
     last = token;
   }
-  hwsync::net::lock_service service(dir.uri());
+  hwsync::net::lock_service service(dir.file_uri("locks"));
   hwsync::net::distributed_lock lock(service, "restart");
   lock.lock();
   EXPECT_EQ(lock.token().value(), last + 1);
@@ -148,15 +141,16 @@ TEST(FileLockProcesses, TheTokenCounterSurvivesTheProcessThatWroteIt) {
 TEST(DistributedLockMisuse, RelockingAndUnlockingAFreeLockAbortWithDebugChecks) {
   if (!hwsync::debug::checks_enabled) GTEST_SKIP() << "HWSYNC_DEBUG_CHECKS is off in this build";
   hwsync::test::watchdog dog("misuse", 120s);
-  temp_dir dir;
-  const auto relock = hwsync::test::run_child({child_path(), "relock", dir.uri(), "m"}, 60);
+  hwsync::test::temp_dir dir("net-proc");
+  const auto relock =
+      hwsync::test::run_child({child_path(), "relock", dir.file_uri("locks"), "m"}, 60);
   EXPECT_EQ(relock.signal, SIGABRT) << relock.output;
   EXPECT_NE(relock.output.find("hwsync: misuse of hwsync::net::distributed_lock"),
             std::string::npos)
       << relock.output;
   EXPECT_NE(relock.output.find("already holds"), std::string::npos) << relock.output;
   const auto unlock_free =
-      hwsync::test::run_child({child_path(), "unlock-free", dir.uri(), "m"}, 60);
+      hwsync::test::run_child({child_path(), "unlock-free", dir.file_uri("locks"), "m"}, 60);
   EXPECT_EQ(unlock_free.signal, SIGABRT) << unlock_free.output;
   EXPECT_NE(unlock_free.output.find("does not hold"), std::string::npos) << unlock_free.output;
 }

@@ -17,7 +17,12 @@
 
 #include "hwsync/net/lock_service.hpp"
 #include "support/child_process.hpp"
+#include "support/net_test.hpp"
 #include "support/watchdog.hpp"
+
+using hwsync::test::deadline_in;
+using hwsync::test::expect_net_error;
+using hwsync::test::net_error_of;
 
 extern char** environ;
 
@@ -26,30 +31,16 @@ namespace {
 using namespace std::chrono_literals;
 using hwsync::test::run_child;
 
-class temp_dir {
- public:
-  temp_dir() {
-    char pattern[] = "/tmp/hwsync-net-cli-XXXXXX";
-    path_ = ::mkdtemp(pattern);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string uri() const { return "file://" + path_ + "/locks"; }
-
- private:
-  std::string path_;
-};
-
 std::string cli() {
   const std::string p = hwsync::test::env_path("HWSYNC_LOCK_CLI");
   if (p.empty()) throw std::runtime_error("HWSYNC_LOCK_CLI is not set (run through ctest)");
   return p;
 }
 
-std::vector<std::string> with_lock(const temp_dir& dir, const std::string& name,
+std::vector<std::string> with_lock(const hwsync::test::temp_dir& dir, const std::string& name,
                                    std::vector<std::string> command,
                                    std::vector<std::string> options = {}) {
-  std::vector<std::string> argv{cli(), "--service", dir.uri()};
+  std::vector<std::string> argv{cli(), "--service", dir.file_uri("locks")};
   argv.insert(argv.end(), options.begin(), options.end());
   argv.push_back(name);
   argv.push_back("--");
@@ -59,7 +50,7 @@ std::vector<std::string> with_lock(const temp_dir& dir, const std::string& name,
 
 TEST(LockCli, ExportsTheFencingTokenAndPassesTheExitStatusThrough) {
   hwsync::test::watchdog dog("cli token", 60s);
-  temp_dir dir;
+  hwsync::test::temp_dir dir("net-cli");
   const auto first =
       run_child(with_lock(dir, "job", {"/bin/sh", "-c", "echo token=$HWSYNC_FENCING_TOKEN"}));
   EXPECT_EQ(first.exit_code, 0) << first.output;
@@ -74,7 +65,7 @@ TEST(LockCli, ExportsTheFencingTokenAndPassesTheExitStatusThrough) {
 
 TEST(LockCli, UsageErrorsExitWith64AndSayWhatWasExpected) {
   hwsync::test::watchdog dog("cli usage", 60s);
-  temp_dir dir;
+  hwsync::test::temp_dir dir("net-cli");
   const auto bad_name = run_child(with_lock(dir, "a/b", {"/bin/true"}));
   EXPECT_EQ(bad_name.exit_code, 64) << bad_name.output;
   EXPECT_NE(bad_name.output.find("without '/'"), std::string::npos) << bad_name.output;
@@ -84,7 +75,7 @@ TEST(LockCli, UsageErrorsExitWith64AndSayWhatWasExpected) {
   const auto bad_ttl = run_child(with_lock(dir, "x", {"/bin/true"}, {"--ttl", "ten"}));
   EXPECT_EQ(bad_ttl.exit_code, 64) << bad_ttl.output;
   EXPECT_NE(bad_ttl.output.find("expected a duration"), std::string::npos) << bad_ttl.output;
-  const auto no_command = run_child({cli(), "--service", dir.uri(), "x"});
+  const auto no_command = run_child({cli(), "--service", dir.file_uri("locks"), "x"});
   EXPECT_EQ(no_command.exit_code, 64) << no_command.output;
   EXPECT_NE(no_command.output.find("expected NAME -- COMMAND"), std::string::npos)
       << no_command.output;
@@ -95,7 +86,7 @@ TEST(LockCli, UsageErrorsExitWith64AndSayWhatWasExpected) {
 
 TEST(LockCli, MissingCommandsExit127AndUnrunnableOnes126) {
   hwsync::test::watchdog dog("cli spawn", 60s);
-  temp_dir dir;
+  hwsync::test::temp_dir dir("net-cli");
   const auto missing = run_child(with_lock(dir, "x", {"/nonexistent/command"}));
   EXPECT_EQ(missing.exit_code, 127) << missing.output;
   const auto not_executable = run_child(with_lock(dir, "x", {dir.path()}));  // a directory
@@ -104,8 +95,8 @@ TEST(LockCli, MissingCommandsExit127AndUnrunnableOnes126) {
 
 TEST(LockCli, ALockHeldElsewhereTimesOutWith75) {
   hwsync::test::watchdog dog("cli timeout", 60s);
-  temp_dir dir;
-  hwsync::net::lock_service service(dir.uri());
+  hwsync::test::temp_dir dir("net-cli");
+  hwsync::net::lock_service service(dir.file_uri("locks"));
   hwsync::net::distributed_lock holder(service, "busy");
   holder.lock();
   const auto r = run_child(with_lock(dir, "busy", {"/bin/true"}, {"--timeout", "100ms"}));
@@ -120,7 +111,7 @@ TEST(LockCli, ALockHeldElsewhereTimesOutWith75) {
 
 TEST(LockCli, TwoClisExcludeEachOther) {
   hwsync::test::watchdog dog("cli exclusion", 240s);
-  temp_dir dir;
+  hwsync::test::temp_dir dir("net-cli");
   const std::string counter = dir.path() + "/counter";
   std::ofstream(counter) << 0;
   // read, yield the CPU, write back: without the lock, increments get lost.
@@ -187,8 +178,8 @@ bool blocks_signal(pid_t pid, int sig) {
 
 TEST(LockCli, SigtermWhileWaitingForTheLockEndsTheWait) {
   hwsync::test::watchdog dog("cli interrupted wait", 120s);
-  temp_dir dir;
-  hwsync::net::lock_service service(dir.uri());
+  hwsync::test::temp_dir dir("net-cli");
+  hwsync::net::lock_service service(dir.file_uri("locks"));
   hwsync::net::distributed_lock holder(service, "busy");
   holder.lock();
   const auto argv = with_lock(dir, "busy", {"/bin/true"}, {"--timeout", "inf"});

@@ -20,7 +20,12 @@
 #include <gtest/gtest.h>
 
 #include "hwsync/net/lock_service.hpp"
+#include "support/net_test.hpp"
 #include "support/watchdog.hpp"
+
+using hwsync::test::deadline_in;
+using hwsync::test::expect_net_error;
+using hwsync::test::net_error_of;
 
 namespace {
 
@@ -31,32 +36,6 @@ using hwsync::net::fenced_resource;
 using hwsync::net::fencing_token;
 using hwsync::net::lock_service;
 using hwsync::net::service_uri;
-
-template <class F>
-hwsync::net::error expect_net_error(F&& f) {
-  try {
-    f();
-  } catch (const hwsync::net::error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a hwsync::net::error";
-  return hwsync::net::error(errc::io_error, "none thrown");
-}
-
-// A fresh directory per test, removed afterwards.
-class temp_dir {
- public:
-  temp_dir() {
-    char pattern[] = "/tmp/hwsync-net-test-XXXXXX";
-    path_ = ::mkdtemp(pattern);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string uri() const { return "file://" + path_; }
-
- private:
-  std::string path_;
-};
 
 TEST(ServiceUri, SplitsSchemeHostPortPathAndQuery) {
   const auto a = service_uri::parse("redis://127.0.0.1:6379");
@@ -157,8 +136,8 @@ TEST(FencedResource, AcceptsEqualOrHigherTokensAndRejectsLowerOnes) {
 
 TEST(FileBackend, TwoLockObjectsOnOneNameExcludeEachOtherInOneProcess) {
   hwsync::test::watchdog dog("file exclusion", 60s);
-  temp_dir dir;
-  lock_service service(dir.uri());
+  hwsync::test::temp_dir dir;
+  lock_service service(dir.file_uri());
   distributed_lock a(service, "job");
   distributed_lock b(service, "job");
   distributed_lock other(service, "other-job");
@@ -180,8 +159,8 @@ TEST(FileBackend, TwoLockObjectsOnOneNameExcludeEachOtherInOneProcess) {
 
 TEST(FileBackend, ThreadsIncrementAFencedCounterExactlyWithIncreasingTokens) {
   hwsync::test::watchdog dog("file threads", 120s);
-  temp_dir dir;
-  lock_service service(dir.uri());
+  hwsync::test::temp_dir dir;
+  lock_service service(dir.file_uri());
   constexpr int threads = 4;
   constexpr int rounds = 200;
   struct counter {
@@ -217,10 +196,10 @@ TEST(FileBackend, ThreadsIncrementAFencedCounterExactlyWithIncreasingTokens) {
 }
 
 TEST(FileBackend, TheTokenCounterSurvivesANewServiceObject) {
-  temp_dir dir;
+  hwsync::test::temp_dir dir;
   fencing_token before;
   {
-    lock_service service(dir.uri());
+    lock_service service(dir.file_uri());
     distributed_lock lock(service, "persist");
     for (int i = 0; i < 3; ++i) {
       lock.lock();
@@ -228,7 +207,7 @@ TEST(FileBackend, TheTokenCounterSurvivesANewServiceObject) {
       lock.unlock();
     }
   }
-  lock_service again(dir.uri());
+  lock_service again(dir.file_uri());
   distributed_lock lock(again, "persist");
   lock.lock();
   EXPECT_EQ(lock.token().value(), before.value() + 1);
@@ -256,8 +235,8 @@ std::uint64_t highest_checked_slot(int fd, off_t offset) {
 // tokens come from a reservation synced ahead of them, and a lock file last
 // used by another boot continues past it instead of from the stale counter.
 TEST(FileBackend, AfterARebootTokensContinuePastTheDurableReservation) {
-  temp_dir dir;  // under /tmp: a disk here, where the reservation is used
-  lock_service service(dir.uri());
+  hwsync::test::temp_dir dir;  // under /tmp: a disk here, where the reservation is used
+  lock_service service(dir.file_uri());
   fencing_token first;
   {
     distributed_lock lock(service, "reboot");
@@ -299,8 +278,8 @@ TEST(FileBackend, AfterARebootTokensContinuePastTheDurableReservation) {
 }
 
 TEST(FileBackend, ADamagedCounterIsAnErrorNotASilentRestart) {
-  temp_dir dir;
-  lock_service service(dir.uri());
+  hwsync::test::temp_dir dir;
+  lock_service service(dir.file_uri());
   {
     const int fd = ::open((dir.path() + "/garbage.lock").c_str(), O_WRONLY | O_CREAT, 0600);
     ASSERT_GE(fd, 0);
@@ -320,8 +299,8 @@ TEST(FileBackend, ADamagedCounterIsAnErrorNotASilentRestart) {
 }
 
 TEST(FileBackend, BadNamesAndTtlsAreRejectedAtConstruction) {
-  temp_dir dir;
-  lock_service service(dir.uri());
+  hwsync::test::temp_dir dir;
+  lock_service service(dir.file_uri());
   const auto e = expect_net_error([&] { distributed_lock(service, "a/b"); });
   EXPECT_EQ(e.code(), errc::bad_name);
   EXPECT_THROW(distributed_lock(service, "ok", hwsync::net::lock_options{1ms}),

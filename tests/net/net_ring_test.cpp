@@ -19,7 +19,13 @@
 
 #include "hwsync/net/ring.hpp"
 #include "support/child_process.hpp"
+#include "support/net_test.hpp"
+#include "support/server_process.hpp"
 #include "support/watchdog.hpp"
+
+using hwsync::test::deadline_in;
+using hwsync::test::expect_net_error;
+using hwsync::test::net_error_of;
 
 namespace {
 
@@ -27,51 +33,7 @@ using namespace std::chrono_literals;
 using hwsync::net::errc;
 using hwsync::net::tcp_connection;
 
-// A listening TCP socket on 127.0.0.1 with a kernel-chosen port.
-class listener {
- public:
-  listener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::runtime_error("listener: socket failed");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, 8) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      throw std::runtime_error(std::string("listener: ") + std::strerror(errno));
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~listener() { close(); }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  std::uint16_t port() const { return port_; }
-  // Accepts one connection (blocking); the caller closes it.
-  int accept_one() const { return ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC); }
-
- private:
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-};
-
-hwsync::net::steady_time in(std::chrono::milliseconds d) {
-  return std::chrono::steady_clock::now() + d;
-}
-
-template <class F>
-hwsync::net::error expect_net_error(F&& f) {
-  try {
-    f();
-  } catch (const hwsync::net::error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a hwsync::net::error";
-  return hwsync::net::error(hwsync::net::errc::io_error, "none thrown");
-}
+using listener = hwsync::test::loopback_listener;
 
 TEST(NetRing, ConnectRefusedIsATypedErrorNamingThePeer) {
   hwsync::test::watchdog dog("connect refused", 60s);
@@ -80,7 +42,8 @@ TEST(NetRing, ConnectRefusedIsATypedErrorNamingThePeer) {
     listener l;
     port = l.port();
   }  // closed: nothing listens there now
-  const auto e = expect_net_error([&] { tcp_connection::connect("127.0.0.1", port, in(5s)); });
+  const auto e =
+      expect_net_error([&] { tcp_connection::connect("127.0.0.1", port, deadline_in(5s)); });
   EXPECT_EQ(e.code(), errc::connection_refused) << e.what();
   EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port)), std::string::npos)
       << e.what();
@@ -103,10 +66,10 @@ TEST(NetRing, SendAndReceiveThroughTheBlockingWrappers) {
     ::send(fd, buf, got, MSG_NOSIGNAL);
     ::close(fd);
   });
-  auto c = tcp_connection::connect("127.0.0.1", l.port(), in(5s));
-  c.send_all("hello world", in(5s));
+  auto c = tcp_connection::connect("127.0.0.1", l.port(), deadline_in(5s));
+  c.send_all("hello world", deadline_in(5s));
   char reply[11];
-  c.recv_exact(reply, in(5s));
+  c.recv_exact(reply, deadline_in(5s));
   EXPECT_EQ(std::string(reply, sizeof reply), "hello world");
   server.join();
 }
@@ -114,9 +77,10 @@ TEST(NetRing, SendAndReceiveThroughTheBlockingWrappers) {
 TEST(NetRing, ARecvPastItsDeadlineTimesOut) {
   hwsync::test::watchdog dog("recv deadline", 60s);
   listener l;
-  auto c = tcp_connection::connect("127.0.0.1", l.port(), in(5s));  // accepted by the backlog
+  auto c =
+      tcp_connection::connect("127.0.0.1", l.port(), deadline_in(5s));  // accepted by the backlog
   char buf[8];
-  const auto e = expect_net_error([&] { c.recv_some(buf, in(50ms)); });
+  const auto e = expect_net_error([&] { c.recv_some(buf, deadline_in(50ms)); });
   EXPECT_EQ(e.code(), errc::timed_out) << e.what();
   EXPECT_NE(std::string(e.what()).find("before the deadline"), std::string::npos) << e.what();
 }
@@ -124,7 +88,7 @@ TEST(NetRing, ARecvPastItsDeadlineTimesOut) {
 TEST(NetRing, AStopRequestCancelsAPendingRecv) {
   hwsync::test::watchdog dog("recv cancel", 60s);
   listener l;
-  auto c = tcp_connection::connect("127.0.0.1", l.port(), in(5s));
+  auto c = tcp_connection::connect("127.0.0.1", l.port(), deadline_in(5s));
   std::stop_source stop;
   std::thread canceller([&] {
     std::this_thread::sleep_for(20ms);
@@ -140,7 +104,7 @@ TEST(NetRing, AStopRequestCancelsAPendingRecv) {
 TEST(NetRing, AStopRequestedBeforeSubmissionCancelsAtOnce) {
   hwsync::test::watchdog dog("recv pre-cancelled", 60s);
   listener l;
-  auto c = tcp_connection::connect("127.0.0.1", l.port(), in(5s));
+  auto c = tcp_connection::connect("127.0.0.1", l.port(), deadline_in(5s));
   std::stop_source stop;
   stop.request_stop();
   char buf[8];
@@ -157,9 +121,9 @@ TEST(NetRing, AShortReadSaysHowManyBytesArrived) {
     ::send(fd, "abc", 3, MSG_NOSIGNAL);
     ::close(fd);
   });
-  auto c = tcp_connection::connect("127.0.0.1", l.port(), in(5s));
+  auto c = tcp_connection::connect("127.0.0.1", l.port(), deadline_in(5s));
   char buf[10];
-  const auto e = expect_net_error([&] { c.recv_exact(buf, in(5s)); });
+  const auto e = expect_net_error([&] { c.recv_exact(buf, deadline_in(5s)); });
   server.join();
   EXPECT_EQ(e.code(), errc::closed_by_peer) << e.what();
   EXPECT_NE(std::string(e.what()).find("expected 10 bytes, got 3"), std::string::npos) << e.what();
@@ -169,10 +133,10 @@ TEST(NetRing, EndOfStreamOnRecvSomeIsClosedByPeer) {
   hwsync::test::watchdog dog("eof", 60s);
   listener l;
   std::thread server([&] { ::close(l.accept_one()); });
-  auto c = tcp_connection::connect("127.0.0.1", l.port(), in(5s));
+  auto c = tcp_connection::connect("127.0.0.1", l.port(), deadline_in(5s));
   server.join();
   char buf[4];
-  const auto e = expect_net_error([&] { c.recv_some(buf, in(5s)); });
+  const auto e = expect_net_error([&] { c.recv_some(buf, deadline_in(5s)); });
   EXPECT_EQ(e.code(), errc::closed_by_peer) << e.what();
 }
 
@@ -189,21 +153,21 @@ TEST(NetRing, AResetConnectionIsConnectionReset) {
     ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
     ::close(fd);
   });
-  auto c = tcp_connection::connect("127.0.0.1", l.port(), in(5s));
-  c.send_all("x", in(5s));
+  auto c = tcp_connection::connect("127.0.0.1", l.port(), deadline_in(5s));
+  c.send_all("x", deadline_in(5s));
   server.join();
   char buf[4];
-  const auto e = expect_net_error([&] { c.recv_some(buf, in(5s)); });
+  const auto e = expect_net_error([&] { c.recv_some(buf, deadline_in(5s)); });
   EXPECT_EQ(e.code(), errc::connection_reset) << e.what();
 }
 
 hwsync::net::task<std::string> echo_through_coroutines(std::uint16_t port) {
-  auto c = co_await tcp_connection::async_connect("127.0.0.1", port, in(5s));
-  co_await c.async_send_all("ping", in(5s));
+  auto c = co_await tcp_connection::async_connect("127.0.0.1", port, deadline_in(5s));
+  co_await c.async_send_all("ping", deadline_in(5s));
   std::string reply;
   char buf[16];
   while (reply.size() < 4) {
-    const std::size_t n = co_await c.async_recv_some(buf, in(5s));
+    const std::size_t n = co_await c.async_recv_some(buf, deadline_in(5s));
     reply.append(buf, n);
   }
   co_return reply;
@@ -229,7 +193,7 @@ TEST(NetRing, CoroutinesRunOnTheLoopThreadAndSyncWaitReturnsTheirValue) {
 }
 
 hwsync::net::task<void> connect_refused(std::uint16_t port) {
-  co_await tcp_connection::async_connect("127.0.0.1", port, in(5s));
+  co_await tcp_connection::async_connect("127.0.0.1", port, deadline_in(5s));
 }
 
 TEST(NetRing, SyncWaitRethrowsTheCoroutinesError) {

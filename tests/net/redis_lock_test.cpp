@@ -31,8 +31,13 @@
 #include "hwsync/net/redis_fenced_write.hpp"
 #include "redis/connection.hpp"
 #include "support/child_process.hpp"
+#include "support/net_test.hpp"
 #include "support/redis_server.hpp"
 #include "support/watchdog.hpp"
+
+using hwsync::test::deadline_in;
+using hwsync::test::expect_net_error;
+using hwsync::test::net_error_of;
 
 namespace {
 
@@ -40,18 +45,6 @@ using namespace std::chrono_literals;
 namespace net = hwsync::net;
 using hwsync::test::redis_server;
 using hwsync::test::watchdog;
-
-// What a call threw, as a net::error code and message (fails if nothing).
-template <class F>
-std::pair<net::errc, std::string> net_error_of(F&& f) {
-  try {
-    f();
-  } catch (const net::error& e) {
-    return {e.code(), e.what()};
-  }
-  ADD_FAILURE() << "expected a net::error, got none";
-  return {net::errc::io_error, ""};
-}
 
 bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit) {
   const auto give_up = std::chrono::steady_clock::now() + limit;

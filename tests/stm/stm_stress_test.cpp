@@ -151,6 +151,57 @@ TEST(StmStress, EveryAttemptSeesTheInvariant) {
   for (int p = 0; p < pairs; ++p) EXPECT_EQ(xs[p].unsafe_load() + ys[p].unsafe_load(), total);
 }
 
+// The clock is advanced lazily (GV5, docs/stm.md "The clock"): committers
+// with disjoint write sets commit concurrently and may share a version.
+// Each thread here owns one pair (so commits overlap and share versions)
+// and, in the same transaction, reads every other pair while their owners
+// commit. A snapshot that admitted a shared version without seeing every
+// committer's locks (say, rv set to the thread's own commit version, which
+// the clock may never have held) sees a pair half-moved; the bank test only
+// sees it later, as money lost.
+TEST(StmStress, EveryAttemptSeesTheInvariantWhileDisjointCommitsShareAVersion) {
+  hwsync::test::watchdog dog("EveryAttemptSeesTheInvariantWhileDisjointCommitsShareAVersion", 120s);
+  constexpr long total = 1'000'000;
+  constexpr int threads = 4;
+  struct alignas(64) padded_tvar {
+    stm::tvar<long> v;
+  };
+  padded_tvar xs[threads], ys[threads];
+  for (int p = 0; p < threads; ++p) {
+    xs[p].v.unsafe_store(total);
+    ys[p].v.unsafe_store(0);
+  }
+  std::atomic<long> violations{0}, attempts{0};
+  const auto deadline = steady::now() + 8s;
+  run_threads(threads, [&](int id) {
+    std::mt19937 rng(id + 29);
+    for (long i = 0; i < scale(400'000); ++i) {
+      if ((i & 255) == 0 && steady::now() > deadline) break;
+      const long d = static_cast<long>(rng() % 1000) - 500;
+      stm::atomically([&](auto& tx) {
+        attempts.fetch_add(1, std::memory_order_relaxed);
+        long sum = 0;
+        for (int q = 0; q < threads; ++q) {
+          if (q == id) continue;
+          // y first: its owner writes x first, and a torn view needs the
+          // newer half read after the older one; the pause between the two
+          // reads widens the window a commit of pair q can fall into.
+          const long y = tx.read(ys[q].v);
+          for (int k = 0; k < 32; ++k) hwsync::cpu_relax();
+          const long x = tx.read(xs[q].v);
+          if (x + y != total) violations.fetch_add(1, std::memory_order_relaxed);
+          sum += x + y;
+        }
+        if (sum != (threads - 1) * total) violations.fetch_add(1, std::memory_order_relaxed);
+        tx.write(xs[id].v, tx.read(xs[id].v) - d);
+        tx.write(ys[id].v, tx.read(ys[id].v) + d);
+      });
+    }
+  });
+  EXPECT_EQ(violations.load(), 0) << "of " << attempts.load() << " attempts";
+  for (int p = 0; p < threads; ++p) EXPECT_EQ(xs[p].v.unsafe_load() + ys[p].v.unsafe_load(), total);
+}
+
 // ---- integer sets ----
 
 enum class op : std::uint8_t { contains, insert, erase };
@@ -356,6 +407,64 @@ TEST(StmStress, BoundedBufferHandsOffEveryItemOnce) {
 }
 
 // ---- starvation ----
+
+// Privatization through quiesce() (docs/stm.md, "Privatization"): writers
+// increment the counter of whichever cell is linked; the privatizer unlinks
+// the current cell in a transaction, calls quiesce() and from then on owns
+// it. A writer that validated its read of the link before the unlink may
+// still be writing back; quiesce() must wait for it, so the privatized
+// counter never changes after quiesce() returns.
+TEST(StmStress, QuiesceWaitsForWriteBacksToPrivatizedData) {
+  hwsync::test::watchdog dog("QuiesceWaitsForWriteBacksToPrivatizedData", 120s);
+  struct cell {
+    stm::tvar<long> count{0};
+  };
+  // A late write-back needs a writer preempted between its validation and
+  // its write-back; every privatized cell is checked again at the end, so
+  // one that lands any time before then is seen.
+  const int cells = static_cast<int>(scale(100'000));
+  auto pool = std::make_unique<cell[]>(static_cast<std::size_t>(cells));
+  std::vector<long> seen(static_cast<std::size_t>(cells), -1);
+  stm::tvar<cell*> linked{&pool[0]};
+  std::atomic<bool> stop{false};
+  std::atomic<long> increments{0};
+  const auto deadline = steady::now() + 8s;
+  int privatized = 0;
+  std::thread privatizer([&] {
+    for (int i = 1; i < cells && steady::now() < deadline; ++i) {
+      cell* const next = &pool[i];
+      cell* const mine = stm::atomically([&](auto& tx) {
+        cell* const c = tx.read(linked);
+        tx.write(linked, next);
+        return c;
+      });
+      stm::quiesce();
+      seen[static_cast<std::size_t>(mine - pool.get())] = mine->count.unsafe_load();
+      ++privatized;
+    }
+    stop.store(true);
+  });
+  run_threads(3, [&](int) {
+    while (!stop.load(std::memory_order_relaxed)) {
+      stm::atomically([&](auto& tx) {
+        cell* const c = tx.read(linked);
+        tx.write(c->count, tx.read(c->count) + 1);
+      });
+      increments.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  privatizer.join();
+  long changed = 0, total = 0;
+  for (int i = 0; i < cells; ++i) {
+    const long now = pool[static_cast<std::size_t>(i)].count.unsafe_load();
+    total += now;
+    if (seen[static_cast<std::size_t>(i)] >= 0 && now != seen[static_cast<std::size_t>(i)])
+      ++changed;
+  }
+  EXPECT_EQ(changed, 0) << "of " << privatized << " cells privatized were written after quiesce()";
+  EXPECT_EQ(total, increments.load());
+  std::printf("quiesce: %d cells privatized, %ld increments\n", privatized, increments.load());
+}
 
 TEST(StmStress, ALongTransactionCommitsAgainstShortWriters) {
   hwsync::test::watchdog dog("ALongTransactionCommitsAgainstShortWriters", 120s);

@@ -20,7 +20,7 @@
 #include <string_view>
 #include <thread>
 
-#include "support/redis_server.hpp"  // free_local_port
+#include "support/server_process.hpp"
 
 namespace hwsync::test {
 
@@ -37,10 +37,6 @@ std::string cat(std::initializer_list<std::string_view> parts) {
   out.reserve(n);
   for (std::string_view p : parts) out.append(p);
   return out;
-}
-
-std::string errno_text(int e) {
-  return std::string(std::strerror(e));
 }
 
 std::string make_temp_dir() {
@@ -70,21 +66,8 @@ std::string tail_of_file(const std::string& path, std::size_t max_lines) {
 
 std::optional<std::string> http_get(int port, const std::string& path,
                                     std::chrono::milliseconds timeout) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = connect_loopback(port, timeout);
   if (fd < 0) return std::nullopt;
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return std::nullopt;
-  }
   std::string request = "GET ";
   request.append(path).append(" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
@@ -186,28 +169,10 @@ void etcd_cluster::start(std::size_t index) {
                                    "--initial-cluster-state=new",
                                    "--logger=zap",
                                    cat({"--log-outputs=", dir_, "/", m.name, ".log"})};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("etcd_cluster: fork: " + errno_text(errno));
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) _exit(1);  // the parent died before prctl
-    const int null_fd = ::open("/dev/null", O_RDWR);
-    if (null_fd >= 0) {
-      ::dup2(null_fd, 0);
-      ::dup2(null_fd, 1);
-      ::dup2(null_fd, 2);
-    }
-    // etcd's Go runtime would use every core for GC workers; two are plenty
-    // on a shared 2-core machine.
-    ::setenv("GOMAXPROCS", "2", 1);
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
+  // etcd's Go runtime would use every core for GC workers; two are plenty on
+  // a shared 2-core machine.
+  const pid_t pid =
+      spawn_tied_to_this_thread(std::move(args), {{"GOMAXPROCS", "2"}}, "etcd_cluster");
   m.pid = pid;
   m.stopped = false;
 }

@@ -1,5 +1,7 @@
 #include "support/redis_server.hpp"
 
+#include "support/server_process.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,35 +27,6 @@ namespace hwsync::test {
 namespace {
 
 constexpr const char* redis_server_path = "/usr/bin/redis-server";
-
-std::string errno_text(int e) {
-  return std::string(std::strerror(e));
-}
-
-sockaddr_in loopback(int port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
-
-// A blocking connection with a deadline on every step; -1 if it cannot.
-int connect_with_timeout(int port, std::chrono::milliseconds timeout) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  const sockaddr_in a = loopback(port);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 // Reads until `complete(buffer)` or the socket's timeout / EOF.
 template <class Complete>
@@ -94,21 +67,6 @@ bool one_reply(const std::string& s) {
 }
 
 }  // namespace
-
-int free_local_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error("free_local_port: socket: " + errno_text(errno));
-  sockaddr_in a = loopback(0);
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw std::runtime_error("free_local_port: bind/getsockname: " + errno_text(e));
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 redis_server::redis_server(redis_server_options options) : options_(options) {
   std::string base = "/tmp";
@@ -165,26 +123,7 @@ void redis_server::start() {
   if (options_.persistent) {
     args.insert(args.end(), {"--appendfsync", "always"});
   }
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("redis_server: fork: " + errno_text(errno));
-  if (pid == 0) {
-    // Dies with the thread that started it, even if the test is SIGKILLed.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) _exit(1);  // the parent died before prctl
-    const int null_fd = ::open("/dev/null", O_RDWR);
-    if (null_fd >= 0) {
-      ::dup2(null_fd, 0);
-      ::dup2(null_fd, 1);
-      ::dup2(null_fd, 2);
-    }
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
+  const pid_t pid = spawn_tied_to_this_thread(std::move(args), {}, "redis_server");
   pid_ = pid;
   stopped_ = false;
 }
@@ -197,7 +136,7 @@ bool redis_server::wait_until_ready(std::chrono::seconds limit) {
       pid_ = -1;  // it exited: port taken, bad config
       return false;
     }
-    const int fd = connect_with_timeout(port_, std::chrono::milliseconds(500));
+    const int fd = connect_loopback(port_, std::chrono::milliseconds(500));
     if (fd >= 0) {
       static constexpr char ping[] = "*1\r\n$4\r\nPING\r\n";
       const bool sent = ::write(fd, ping, sizeof ping - 1) == static_cast<ssize_t>(sizeof ping - 1);
@@ -277,7 +216,7 @@ void redis_server::sigcont() {
 
 std::string redis_server::command(std::initializer_list<std::string> args,
                                   std::chrono::milliseconds timeout) const {
-  const int fd = connect_with_timeout(port_, timeout);
+  const int fd = connect_loopback(port_, timeout);
   if (fd < 0) {
     throw std::runtime_error("redis_server::command: cannot connect to 127.0.0.1:" +
                              std::to_string(port_) + ": " + errno_text(errno));

@@ -17,6 +17,8 @@
 #include <initializer_list>
 #include <string>
 
+#include "support/server_process.hpp"  // free_local_port
+
 namespace hwsync::test {
 
 struct redis_server_options {
@@ -69,8 +71,5 @@ class redis_server {
   pid_t pid_ = -1;
   bool stopped_ = false;  // SIGSTOPped
 };
-
-// A TCP port on 127.0.0.1 that nothing listens on at the moment of the call.
-int free_local_port();
 
 }  // namespace hwsync::test

@@ -21,14 +21,22 @@
 // Stripe word (64 bits)
 //   | bit 0 | bits 1..63                    | meaning                          |
 //   |-------|-------------------------------|----------------------------------|
-//   | 0     | version v                     | unlocked; last commit had clock v |
+//   | 0     | version v                     | unlocked; the last commit to it  |
+//   |       |                               | loaded clock v - 1 after locking |
 //   | 1     | owner id (a thread's descriptor) | locked by that committer for   |
 //   |       |                               | write-back; version held aside   |
 //
-// Global clock (64 bits): the version of the last update commit; an update
-//   commit takes wv = clock + 1 with one fetch_add. Nothing else writes it
-//   (hardware commits store clock + 1 inside their transaction); read-only
-//   attempts and extensions read it, single-thread transactions never do.
+// Global clock (64 bits), advanced lazily (TL2's GV5): an update commit
+//   loads it after locking its stripes and writes version clock + 1 without
+//   incrementing it, so concurrent commits may share a version and a
+//   version may be one above the clock. A transaction that meets a version
+//   above its rv advances the clock to that version (one CAS, only if
+//   nobody did) before extending, and an update commit that read 8 tvars or
+//   more advances it to its own version after write-back (its readers are
+//   likely long traversals). The clock only grows, every access to it
+//   is seq_cst, and rv is always a value read or written on it: the
+//   opacity argument in docs/stm.md ("The clock") rests on these three.
+//   Single-thread transactions never touch it.
 //
 // Serial gate (32 bits, a futex word)
 //   | bit 0 SERIAL  | an irrevocable (serial) transaction runs: software      |
@@ -81,7 +89,7 @@ inline std::uint32_t stripe_index(const void* tvar) noexcept {
 
 // The single-thread mode's half of the asymmetric Dekker pair (the other
 // half is the registration of a descriptor, in stm/src/runtime.cpp).
-inline bool try_enter_single_thread_mode() noexcept {
+[[gnu::always_inline]] inline bool try_enter_single_thread_mode() noexcept {
   if (runtime.live_threads.load(std::memory_order_relaxed) != 1) return false;
   if (runtime.asymmetric_fence.load(std::memory_order_relaxed)) {
     runtime.single_active.store(1, std::memory_order_relaxed);

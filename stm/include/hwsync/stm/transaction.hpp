@@ -5,18 +5,26 @@
 //   One descriptor per thread, reused by every transaction of that thread
 //   (its logs keep their capacity). User code only ever sees it as the
 //   argument of the function given to atomically() (hwsync/stm/atomically.hpp).
-//   Algorithm     TL2 with LSA timestamp extension: reads are validated
-//                 against the read version rv (the clock sampled at begin
-//                 for a read-only attempt; for a logged one the thread's
-//                 last commit version or extension) one by one, so user code never sees an
-//                 inconsistent state (opacity), even in an attempt that will abort. A version newer
-//                 than rv is not an abort by itself: the read set is revalidated and rv moves to
-//                 the current clock (extension). Writes go to a redo log; commit locks the written
-//                 stripes, takes wv = clock + 1, revalidates the read set (skipped when wv == rv +
-//                 1: nobody committed in between), writes back, and unlocks with version wv.
+//   Algorithm     TL2 with LSA timestamp extension and a lazily advanced
+//                 clock (TL2's GV5): reads are validated against the read
+//                 version rv (the clock sampled at begin for a read-only
+//                 attempt; for a logged one the clock value the thread last
+//                 saw) one by one, so user code never sees an inconsistent
+//                 state (opacity), even in an attempt that will abort. A
+//                 version newer than rv is not an abort by itself: the clock
+//                 is advanced to it (one CAS), the read set is revalidated
+//                 and rv moves there (extension). Writes go to a redo log;
+//                 commit locks the written stripes, loads the clock c (no
+//                 increment: wv = c + 1 may be shared by concurrent
+//                 committers), revalidates the read set, writes back, and
+//                 unlocks with version wv (a commit that read 8 tvars or
+//                 more then advances the clock to wv). docs/stm.md, "The
+//                 clock", has the opacity argument.
 //   Modes         (chosen per attempt, see begin())
 //                 read_only      no read log; a version newer than rv aborts
-//                                (the next attempt logs); a write upgrades
+//                                (it advances the clock first, so the rerun
+//                                starts past it; a second such abort in one
+//                                call reruns logged); a write upgrades
 //                                (abort, rerun logged). Used at call sites
 //                                that have never written.
 //                 logged         the TL2 path above.
@@ -64,6 +72,7 @@
 #include <vector>
 
 #include "hwsync/debug_checks.hpp"
+#include "hwsync/stm/log_buffer.hpp"
 #include "hwsync/stm/statistics.hpp"
 #include "hwsync/stm/stripe_table.hpp"
 #include "hwsync/stm/tvar.hpp"
@@ -149,16 +158,19 @@ class transaction {
   transaction& operator=(const transaction&) = delete;
 
   template <class T>
-  T read(const tvar<T>& v) {
+  [[gnu::always_inline]] T read(const tvar<T>& v) {
     check_active();
-    constexpr std::uint32_t n = tvar<T>::word_count;
-    std::uint64_t buf[n];
-    if (const detail::write_entry* e = find_write(&v, 0)) {
-      std::memcpy(buf, arena_.data() + e->offset, sizeof buf);
-    } else {
-      read_words(&v, v.words_, n, buf);
+    // Inline at the call site only the single-thread mode's read, a mode
+    // test and a plain load: a larger body would not be inlined into the
+    // user's accessor functions, and every read would pay a call.
+    if (mode_ == detail::mode::single_thread) {
+      // Writes went in place: the tvar holds this transaction's view.
+      std::uint64_t buf[tvar<T>::word_count];
+      for (std::uint32_t i = 0; i < tvar<T>::word_count; ++i)
+        buf[i] = v.words_[i].load(std::memory_order_relaxed);
+      return tvar<T>::from_words(buf);
     }
-    return tvar<T>::from_words(buf);
+    return read_instrumented(v);
   }
 
   template <class T>
@@ -172,11 +184,19 @@ class transaction {
   }
 
   template <class T>
-  void write(tvar<T>& v, const std::type_identity_t<T>& x) {
+  [[gnu::always_inline]] void write(tvar<T>& v, const std::type_identity_t<T>& x) {
     check_active();
     constexpr std::uint32_t n = tvar<T>::word_count;
     std::uint64_t buf[n];
     tvar<T>::to_words(x, buf);
+    if (mode_ == detail::mode::single_thread) {
+      // In place, with an undo record of each old word.
+      for (std::uint32_t i = 0; i < n; ++i) {
+        undo_words_.push_back({&v.words_[i], v.words_[i].load(std::memory_order_relaxed)});
+        v.words_[i].store(buf[i], std::memory_order_relaxed);
+      }
+      return;
+    }
     write_words(&v, v.words_, n, buf);
   }
 
@@ -197,7 +217,7 @@ class transaction {
   template <class F1, class F2>
   auto or_else(F1&& f1, F2&& f2) -> std::invoke_result_t<F1&, transaction&> {
     const checkpoint cp = save();
-    const std::size_t outer_floor = floor_;
+    const std::uint32_t outer_floor = floor_;
     floor_ = writes_.size();
     try {
       if constexpr (std::is_void_v<std::invoke_result_t<F1&, transaction&>>) {
@@ -235,21 +255,43 @@ class transaction {
   }
 
   // ---- used by atomically() (hwsync/stm/atomically.hpp) ----
-  void begin() {
-    // The single-thread mode, inline: no call, no atomic read-modify-write.
-    if (attempts_ < tuning_.serial_after && tuning_.single_thread_mode && !no_single_ &&
-        detail::try_enter_single_thread_mode()) [[likely]] {
-      mode_ = detail::mode::single_thread;
+  [[gnu::always_inline]] void begin() {
+    if (attempts_ < tuning_.serial_after) [[likely]] {
+      // The single-thread mode: no call, no atomic read-modify-write.
+      if (tuning_.single_thread_mode && !no_single_ && detail::try_enter_single_thread_mode()) {
+        mode_ = detail::mode::single_thread;
+        return;
+      }
+      // A logged attempt keeps the thread's last snapshot (rv_: the clock
+      // value it last saw): any clock value this thread has seen is a valid
+      // rv, and an old one costs at most an extension, while reading the
+      // clock here would be a cache miss whenever another core has just
+      // advanced it.
+      if (force_logged_ || profile_->writes.load(std::memory_order_relaxed)) {
+        mode_ = detail::mode::logged;
+        return;
+      }
+      // A read-only attempt cannot extend after its first read: a fresh rv.
+      mode_ = detail::mode::read_only;
+      rv_ = detail::runtime.clock.load(std::memory_order_seq_cst);
       return;
     }
-    begin_multi();
+    begin_serial();
   }
   void commit() {
     if (mode_ == detail::mode::single_thread && !doomed_ && !retry_requested_) [[likely]] {
       detail::leave_single_thread_mode();
       mode_ = detail::mode::logged;
       count(&statistics::single_thread_commits);
-      committed();
+      // Only the logs this mode fills: the undo logs and the callbacks.
+      detail::slot.current = nullptr;
+      undo_words_.clear();
+      if (!writes_.empty()) [[unlikely]] {
+        writes_.clear();
+        pointers_.clear();
+      }
+      if (!on_abort_.empty()) [[unlikely]]
+        on_abort_.clear();
       return;
     }
     commit_multi();
@@ -282,6 +324,7 @@ class transaction {
     attempts_ = 0;
     hardware_tries_ = 0;
     force_logged_ = false;
+    read_only_aborted_ = false;
     no_single_ = false;
     detail::slot.current = this;
     if (detail::runtime.tuning_epoch.load(std::memory_order_acquire) != tuning_epoch_) [[unlikely]]
@@ -296,16 +339,18 @@ class transaction {
   }
   void refresh_tuning() noexcept;
   static bool hardware_backend_active() noexcept;
-  void begin_multi();
+  void begin_serial();
   void commit_multi();
 
   struct checkpoint {
-    std::size_t writes, arena, pointers, undo_words, on_commit, on_abort;
+    std::uint32_t writes, arena, undo_words;
+    std::size_t pointers, on_commit, on_abort;
     std::uint64_t filter;
   };
   checkpoint save() const noexcept {
-    return {writes_.size(),    arena_.size(),    pointers_.size(), undo_words_.size(),
-            on_commit_.size(), on_abort_.size(), filter_};
+    return {writes_.size(),   arena_.size(),     undo_words_.size(),
+            pointers_.size(), on_commit_.size(), on_abort_.size(),
+            filter_};
   }
   void rollback_to(const checkpoint& cp) noexcept;
 
@@ -323,23 +368,37 @@ class transaction {
     return std::uint64_t{1} << ((reinterpret_cast<std::uintptr_t>(tv) >> 3) & 63);
   }
 
-  const detail::write_entry* find_write(const void* tv, std::size_t floor) const noexcept {
-    if ((filter_ & filter_bit(tv)) == 0) return nullptr;
-    for (std::size_t i = writes_.size(); i-- > floor;)
+  // Out of line on purpose: inlined, it makes read() too large for GCC to
+  // inline the user's accessor functions that call it.
+  template <class T>
+  [[gnu::noinline]] T read_instrumented(const tvar<T>& v) {
+    constexpr std::uint32_t n = tvar<T>::word_count;
+    std::uint64_t buf[n];
+    if (const detail::write_entry* e = find_write(&v, 0)) {
+      std::memcpy(buf, arena_.data() + e->offset, sizeof buf);
+    } else {
+      read_words(&v, v.words_, n, buf);
+    }
+    return tvar<T>::from_words(buf);
+  }
+
+  const detail::write_entry* find_write(const void* tv, std::uint32_t floor) const noexcept {
+    if ((filter_ & filter_bit(tv)) == 0) [[likely]]
+      return nullptr;
+    for (std::uint32_t i = writes_.size(); i-- > floor;)
       if (writes_[i].tvar == tv) return &writes_[i];
     return nullptr;
   }
 
+  // Not in the single-thread mode (read() handles it).
   [[gnu::always_inline]] void read_words(const void* tv, const std::atomic<std::uint64_t>* src,
                                          std::uint32_t n, std::uint64_t* out) {
-    if (mode_ == detail::mode::single_thread) {
-      for (std::uint32_t i = 0; i < n; ++i) out[i] = src[i].load(std::memory_order_relaxed);
-      return;
-    }
     const std::uint32_t idx = detail::stripe_index(tv);
     if (mode_ <= detail::mode::logged) [[likely]] {
       const std::atomic<std::uint64_t>& s = detail::stripes[idx];
-      const std::uint64_t w1 = s.load(std::memory_order_acquire);
+      // seq_cst (a plain load on x86): the clock argument orders this load
+      // after the clock operation that gave rv (docs/stm.md, "The clock").
+      const std::uint64_t w1 = s.load(std::memory_order_seq_cst);
       if (!detail::is_locked(w1) && detail::version_of(w1) <= rv_) [[likely]] {
         // acquire: the stripe re-load below cannot move above these loads.
         for (std::uint32_t i = 0; i < n; ++i) out[i] = src[i].load(std::memory_order_acquire);
@@ -362,15 +421,15 @@ class transaction {
   // Waits for a consistent (unlocked, valid at rv) stripe around `load`.
   void read_validated(std::uint32_t idx, void (*load)(const void*, void*), const void* ctx,
                       void* out);
-  void write_words(const void* tv, std::atomic<std::uint64_t>* dst, std::uint32_t n,
-                   const std::uint64_t* src) {
-    if (mode_ == detail::mode::single_thread) {
-      // In place, with an undo record of each old word.
-      (void)tv;
-      for (std::uint32_t i = 0; i < n; ++i) {
-        undo_words_.push_back({&dst[i], dst[i].load(std::memory_order_relaxed)});
-        dst[i].store(src[i], std::memory_order_relaxed);
-      }
+  // Not in the single-thread mode (write() handles it).
+  [[gnu::always_inline]] void write_words(const void* tv, std::atomic<std::uint64_t>* dst,
+                                          std::uint32_t n, const std::uint64_t* src) {
+    const std::uint64_t bit = filter_bit(tv);
+    if (mode_ != detail::mode::read_only && (filter_ & bit) == 0) [[likely]] {
+      // A tvar not written yet (the filter has no false negatives).
+      writes_.push_back({tv, dst, nullptr, detail::stripe_index(tv), arena_.size(), n});
+      arena_.append(src, n);
+      filter_ |= bit;
       return;
     }
     write_words_logged(tv, dst, n, src);
@@ -385,10 +444,10 @@ class transaction {
     read_set_.clear();
     writes_.clear();
     arena_.clear();
-    pointers_.clear();
+    if (!pointers_.empty()) pointers_.clear();
     locks_.clear();
     undo_words_.clear();
-    on_abort_.clear();
+    if (!on_abort_.empty()) on_abort_.clear();
     filter_ = 0;
     floor_ = 0;
     unlogged_reads_ = 0;
@@ -398,7 +457,8 @@ class transaction {
                      std::shared_ptr<const void> p);
   [[noreturn]] void abort(std::uint64_t statistics::*cause);
   [[noreturn]] void upgrade();
-  void extend();
+  void extend(std::uint64_t seen);
+  void wait_for_owner(std::uint64_t waited_ticks) noexcept;
   bool validate_reads() const noexcept;
   bool lock_write_set(bool wait);
   void release_locks() noexcept;
@@ -411,7 +471,7 @@ class transaction {
   void enter_serial();
   void leave_serial() noexcept;
   void leave_mode() noexcept;
-  void undo_single_thread(std::size_t writes_to, std::size_t words_to) noexcept;
+  void undo_single_thread(std::uint32_t writes_to, std::uint32_t words_to) noexcept;
   void run_on_abort() noexcept;
   void clear_logs() noexcept;
   void park_on_read_set();
@@ -430,15 +490,17 @@ class transaction {
   bool retry_requested_ = false;
   bool doomed_ = false;
   bool force_logged_ = false;
+  bool read_only_aborted_ = false;  // this call had a read-only attempt meet a newer version
   bool no_single_ = false;
   bool hardware_wanted_ = false;
   bool wake_after_unlock_ = false;
-  tuning tuning_;  // refreshed when set_tuning() bumps the epoch
+  bool locked_newer_ = false;  // a stripe this commit locked had a version above rv
+  tuning tuning_;              // refreshed when set_tuning() bumps the epoch
   std::uint64_t tuning_epoch_ = ~std::uint64_t{0};
   bool hardware_emulated_ = false;
   std::uint64_t rv_ = 0;
   std::uint64_t filter_ = 0;
-  std::size_t floor_ = 0;
+  std::uint32_t floor_ = 0;
   std::size_t unlogged_reads_ = 0;
   unsigned attempts_ = 0;
   unsigned hardware_tries_ = 0;
@@ -446,22 +508,22 @@ class transaction {
   std::uint64_t owner_id_;
   std::uint64_t rng_;
 
-  std::vector<std::uint32_t> read_set_;
-  std::vector<detail::write_entry> writes_;  // redo log (undo log in single_thread mode)
-  std::vector<std::uint64_t> arena_;
+  detail::log_buffer<std::uint32_t> read_set_;
+  detail::log_buffer<detail::write_entry> writes_;  // redo log (shared_ptr undo in single_thread)
+  detail::log_buffer<std::uint64_t> arena_;
   std::vector<std::shared_ptr<const void>> pointers_;
   struct held_lock {
     std::uint32_t stripe;
     std::uint64_t previous;
   };
-  std::vector<held_lock> locks_;
+  detail::log_buffer<held_lock> locks_;
   // The single-thread mode's undo log of word tvars (shared_ptr tvars keep
   // theirs in writes_/pointers_).
   struct word_undo {
     std::atomic<std::uint64_t>* word;
     std::uint64_t old;
   };
-  std::vector<word_undo> undo_words_;
+  detail::log_buffer<word_undo> undo_words_;
   std::vector<std::function<void()>> on_commit_;
   std::vector<std::function<void()>> on_abort_;
 
