@@ -94,7 +94,8 @@ def uncontended(p):
                  "Uncontended lock + unlock (one thread)",
                  "cycle_clock cycles per lock+unlock pair, median batch of 256 (timer cost "
                  "removed). Without usable RTM elided<> runs its backend-off path: the plain "
-                 "lock plus one load and branch per call.")
+                 "lock plus, in lock(), one load of the backend and a branch and, in "
+                 "unlock(), two loads from the lock's own line and a branch.")
 
 
 def contended(p):
