@@ -18,6 +18,14 @@
 //                flight (-c 1 -P 16) sending SET key v NX on random keys:
 //                its commands/s, the ceiling of one pipelined connection to
 //                this server. Target: >= 0.7x.
+//                hwsync_redis_async: the same 16 locks and pairs from ONE
+//                thread: 16 coroutines, each co_await async_lock() /
+//                async_unlock() of its own name, on one lock_service.
+//                perf/report_redis.py holds the better of the two hwsync
+//                ways against the target and says which.
+//                redis_benchmark_evalsha: redis-benchmark -c 1 -P 16 sending
+//                the acquire script (EVALSHA) on random keys: the same
+//                pipelined client when the server runs Lua per command.
 // The Redis scenarios run against a redis-server this binary starts on
 // 127.0.0.1 with a free port and a temporary directory (tests/support's
 // fixture) and stops at exit; without /usr/bin/redis-server they report an
@@ -28,9 +36,11 @@
 
 #include <atomic>
 #include <cstdio>
+#include <latch>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.hpp"
@@ -192,11 +202,71 @@ void bm_pipelined_hwsync(benchmark::State& state) {
   }
 }
 
-// redis-benchmark's rps for SET NX with -c 1 -P 16, from its CSV output.
-std::optional<double> redis_benchmark_rps(int port, int requests, std::string& error) {
+// One thread (the caller's, then the ring's loop thread the coroutines
+// resume on) keeps 16 acquisitions in flight: 16 coroutines, each
+// async_lock()/async_unlock() of its own name through one lock_service.
+void bm_pipelined_hwsync_async(benchmark::State& state) {
+  if (!redis_ready(state)) return;
+  const net::lock_service service(redis().server->uri());
+  std::vector<std::unique_ptr<net::distributed_lock>> locks;
+  for (int i = 0; i < pipelined_threads; ++i) {
+    locks.push_back(std::make_unique<net::distributed_lock>(
+        service, "bench-pipelined-async-" + std::to_string(i)));
+  }
+  for (auto _ : state) {
+    std::vector<padded<std::uint64_t>> pairs(pipelined_threads);
+    std::atomic<bool> stop{false};
+    std::atomic<bool> failed{false};
+    std::latch finished(pipelined_threads);
+    std::string failure;  // the first worker's exception, written before its count_down
+    auto worker = [&](int i) -> net::task<void> {
+      net::distributed_lock& lock = *locks[static_cast<std::size_t>(i)];
+      std::uint64_t n = 0;
+      net::fencing_token last{};
+      try {
+        while (!stop.load(std::memory_order_relaxed)) {
+          const net::fencing_token t = co_await lock.async_lock();
+          co_await lock.async_unlock();
+          if (!(last < t) && !failed.exchange(true)) {
+            failure = "redis:// handed out a token that did not increase";
+          }
+          last = t;
+          ++n;
+        }
+      } catch (const std::exception& e) {
+        if (!failed.exchange(true)) failure = e.what();
+      }
+      pairs[static_cast<std::size_t>(i)].value = n;
+      finished.count_down();
+    };
+    const auto wall0 = std::chrono::steady_clock::now();
+    const auto t0 = cycle_clock::start();
+    for (int i = 0; i < pipelined_threads; ++i) net::ring::detach(worker(i));
+    std::this_thread::sleep_for(opts().scenario_time());
+    stop.store(true, std::memory_order_relaxed);
+    finished.wait();
+    const auto ticks = cycle_clock::stop() - t0;
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    if (failed.load()) {
+      state.SkipWithError(failure.c_str());
+      return;
+    }
+    std::uint64_t total = 0;
+    for (const auto& p : pairs) total += p.value;
+    const double commands = 2.0 * static_cast<double>(total);
+    state.SetIterationTime(seconds);
+    state.counters["commands_per_second"] = commands / seconds;
+    state.counters["cycles_per_op"] = static_cast<double>(ticks) / commands;
+  }
+}
+
+// redis-benchmark's rps for `command` with -c 1 -P 16, from its CSV output.
+std::optional<double> redis_benchmark_rps(int port, int requests, const std::string& command,
+                                          std::string& error) {
   const std::string cmd = "redis-benchmark -h 127.0.0.1 -p " + std::to_string(port) +
-                          " -c 1 -P 16 -r 1000000 -n " + std::to_string(requests) +
-                          " --csv SET bench:__rand_int__ v NX 2>&1";
+                          " -c 1 -P 16 -r 1000000 -n " + std::to_string(requests) + " --csv " +
+                          command + " 2>&1";
   std::unique_ptr<FILE, decltype(&pclose)> p(popen(cmd.c_str(), "r"), &pclose);
   if (!p) {
     error = "could not run redis-benchmark";
@@ -225,7 +295,43 @@ void bm_pipelined_redis_benchmark(benchmark::State& state) {
   const int requests = opts().quick ? 200'000 : 1'000'000;
   for (auto _ : state) {
     std::string error;
-    const std::optional<double> rps = redis_benchmark_rps(redis().server->port(), requests, error);
+    const std::optional<double> rps =
+        redis_benchmark_rps(redis().server->port(), requests, "SET bench:__rand_int__ v NX", error);
+    if (!rps || *rps <= 0) {
+      state.SkipWithError(error.c_str());
+      return;
+    }
+    state.SetIterationTime(requests / *rps);
+    state.counters["commands_per_second"] = *rps;
+  }
+}
+
+// The same pipelined client sending the acquire script instead (EVALSHA
+// on random keys, each a fresh lock: always taken): what one connection
+// gets through this server when every command is the lock's script, not a
+// plain SET. Not the target's ceiling (issue 8 names SET NX); beside it, it
+// says how much of the gap is the server running Lua.
+void bm_pipelined_redis_benchmark_evalsha(benchmark::State& state) {
+  if (!redis_ready(state)) return;
+  const int requests = opts().quick ? 200'000 : 1'000'000;
+  std::unique_ptr<redisContext, decltype(&redisFree)> c(
+      redisConnect("127.0.0.1", redis().server->port()), &redisFree);
+  if (!c || c->err != 0) {
+    state.SkipWithError("hiredis could not connect to load the script");
+    return;
+  }
+  const reply_ptr loaded =
+      command(c.get(), {"SCRIPT", "LOAD", std::string(net::redis::scripts::acquire)});
+  if (!loaded || loaded->type != REDIS_REPLY_STRING) {
+    state.SkipWithError("SCRIPT LOAD of the acquire script failed");
+    return;
+  }
+  const std::string sha(loaded->str, loaded->len);
+  for (auto _ : state) {
+    std::string error;
+    const std::optional<double> rps = redis_benchmark_rps(
+        redis().server->port(), requests,
+        "EVALSHA " + sha + " 2 bench:evalsha:__rand_int__ bench:evalsha:token owner 10000", error);
     if (!rps || *rps <= 0) {
       state.SkipWithError(error.c_str());
       return;
@@ -241,8 +347,15 @@ void register_all() {
   benchmark::RegisterBenchmark("redis/pipelined/hwsync_redis", bm_pipelined_hwsync)
       ->UseManualTime()
       ->Iterations(1);
+  benchmark::RegisterBenchmark("redis/pipelined/hwsync_redis_async", bm_pipelined_hwsync_async)
+      ->UseManualTime()
+      ->Iterations(1);
   benchmark::RegisterBenchmark("redis/pipelined/redis_benchmark_set_nx",
                                bm_pipelined_redis_benchmark)
+      ->UseManualTime()
+      ->Iterations(1);
+  benchmark::RegisterBenchmark("redis/pipelined/redis_benchmark_evalsha",
+                               bm_pipelined_redis_benchmark_evalsha)
       ->UseManualTime()
       ->Iterations(1);
 }

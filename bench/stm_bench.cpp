@@ -110,6 +110,10 @@ void team(benchmark::State& state, bool is_stm, Body&& body) {
     state.counters["serial_share"] = static_cast<double>(d.serial_commits) / commits;
     state.counters["single_thread_share"] = static_cast<double>(d.single_thread_commits) / commits;
     state.counters["hardware_share"] = static_cast<double>(d.hardware_commits) / commits;
+    // Per operation: what the logged path pays beyond its own work (a clock
+    // CAS and a read-set validation per extension; a time slice per yield).
+    state.counters["extensions_per_op"] = static_cast<double>(d.extensions) / n;
+    state.counters["yields_per_op"] = static_cast<double>(d.yields) / n;
   }
 }
 

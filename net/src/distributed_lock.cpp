@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <coroutine>
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -188,7 +190,71 @@ class lease_keeper {
 
 constexpr const char* type_name = "hwsync::net::distributed_lock";
 
+// co_await off_loop<T>{work}: runs `work` on a thread of its own and resumes
+// the coroutine on the default ring's loop thread with its result (or its
+// exception). A thread per call, not a pool: the blocking calls it runs may
+// wait for a release that a call queued behind them in a bounded pool would
+// make.
+template <class T>
+struct off_loop {
+  explicit off_loop(std::function<T()> w) : work(std::move(w)) {}
+  std::function<T()> work;
+  std::optional<T> value;
+  std::exception_ptr failure;
+  detail::io_operation post{io_request{}};
+
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    post.context = h.address();
+    post.on_complete = [](detail::io_operation* o) noexcept {
+      std::coroutine_handle<>::from_address(o->context).resume();
+    };
+    std::thread([this] {
+      try {
+        value.emplace(work());
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      ring::default_ring().submit(post, {});  // the last touch of *this
+    }).detach();
+  }
+  T await_resume() {
+    if (failure) std::rethrow_exception(failure);
+    return std::move(*value);
+  }
+};
+
 }  // namespace
+
+task<std::optional<fencing_token>> backend_lock::async_try_acquire(milliseconds ttl) {
+  co_return co_await off_loop<std::optional<fencing_token>>(
+      [this, ttl] { return try_acquire(ttl); });
+}
+
+task<std::optional<fencing_token>> backend_lock::async_acquire_until(milliseconds ttl,
+                                                                     steady_time deadline,
+                                                                     std::stop_token stop) {
+  // Slices, so that a stop request is seen between them: a blocking
+  // acquire_until could not be interrupted.
+  constexpr auto slice = milliseconds(100);
+  for (;;) {
+    if (stop.stop_requested()) {
+      throw error(errc::cancelled, "expected to wait for the lock, got a stop request first");
+    }
+    if (auto token = co_await async_try_acquire(ttl)) co_return token;
+    const auto now = steady_clock::now();
+    if (now >= deadline) co_return std::nullopt;
+    const steady_time until = deadline - now > slice ? now + slice : deadline;
+    co_await off_loop<bool>([this, until] {
+      wait_for_release(until);
+      return true;
+    });
+  }
+}
+
+task<bool> backend_lock::async_release() {
+  co_return co_await off_loop<bool>([this] { return release(); });
+}
 
 distributed_lock::distributed_lock(const lock_service& service, std::string_view name,
                                    lock_options options)
@@ -247,6 +313,86 @@ bool distributed_lock::try_lock_until_steady(steady_time deadline) {
   if (!token) return false;
   lease_keeper::begin_hold(state_, *token, start);
   return true;
+}
+
+task<fencing_token> distributed_lock::async_lock(std::stop_token stop) {
+  const auto token = co_await async_try_lock_until(no_deadline, std::move(stop));
+  co_return *token;  // no deadline: a token or an exception
+}
+
+task<std::optional<fencing_token>> distributed_lock::async_try_lock_until(steady_time deadline,
+                                                                          std::stop_token stop) {
+  const std::shared_ptr<state> s = state_;
+  if constexpr (debug::checks_enabled) {
+    if (s->held_flag.load(std::memory_order_relaxed)) {
+      debug::misuse(type_name, this,
+                    "async_lock() by the object that already holds the lock (it is not "
+                    "recursive)");
+    }
+  }
+  const auto start = steady_clock::now();
+  const auto token = co_await s->handle->async_acquire_until(s->ttl, deadline, std::move(stop));
+  if (token) lease_keeper::begin_hold(s, *token, start);
+  co_return token;
+}
+
+task<std::optional<fencing_token>> distributed_lock::async_try_lock() {
+  const std::shared_ptr<state> s = state_;
+  if constexpr (debug::checks_enabled) {
+    if (s->held_flag.load(std::memory_order_relaxed)) {
+      debug::misuse(type_name, this,
+                    "async_try_lock() by the object that already holds the lock (it is not "
+                    "recursive)");
+    }
+  }
+  const auto start = steady_clock::now();
+  const auto token = co_await s->handle->async_try_acquire(s->ttl);
+  if (token) lease_keeper::begin_hold(s, *token, start);
+  co_return token;
+}
+
+task<void> distributed_lock::async_unlock() {
+  const std::shared_ptr<state> s = state_;
+  if constexpr (debug::checks_enabled) {
+    if (!s->held_flag.load(std::memory_order_relaxed)) {
+      debug::misuse(type_name, this, "async_unlock() of a lock this object does not hold");
+    }
+  }
+  // Marked released under the mutex, so no renewal of this acquisition
+  // starts after it; the release itself goes out without the mutex (it
+  // cannot be held across a suspension). The keeper holds the mutex through
+  // a renewal whose reply may need this loop thread: when it is busy, take
+  // it on another thread rather than stall the loop.
+  std::uint64_t generation = 0;
+  auto mark_released = [&] {
+    s->held = false;
+    s->held_flag.store(false, std::memory_order_relaxed);
+    generation = s->generation;
+  };
+  if (s->mutex.try_lock()) {
+    mark_released();
+    s->mutex.unlock();
+  } else {
+    co_await off_loop<bool>([&] {
+      std::lock_guard guard(s->mutex);
+      mark_released();
+      return true;
+    });
+  }
+  const bool released = co_await s->handle->async_release();
+  if (!released) {
+    lease_keeper::distributed_lock_lost(
+        *s, generation, "at unlock the service said the lock was no longer held by this owner");
+  }
+  if (s->lost_flag.load()) {
+    std::string why;
+    {
+      std::lock_guard signals(s->signal_mutex);
+      why = s->loss;
+    }
+    throw error(errc::lease_lost,
+                "unlock of " + why + "; the critical section may not have been exclusive");
+  }
 }
 
 void distributed_lock::unlock() {

@@ -191,26 +191,17 @@ void set_tuning(const tuning& t) {
 
 namespace {
 
-constexpr std::array<std::uint64_t statistics::*, 19> statistics_fields{
-    &statistics::read_only_commits,
-    &statistics::update_commits,
-    &statistics::hardware_commits,
-    &statistics::serial_commits,
-    &statistics::single_thread_commits,
-    &statistics::aborts_validation,
-    &statistics::aborts_locked,
-    &statistics::aborts_serial,
-    &statistics::aborts_upgrade,
-    &statistics::aborts_explicit,
-    &statistics::aborts_exception,
-    &statistics::hw_aborts_conflict,
-    &statistics::hw_aborts_capacity,
-    &statistics::hw_aborts_explicit,
-    &statistics::hw_aborts_other,
-    &statistics::hw_fallbacks,
-    &statistics::retries_parked,
-    &statistics::extensions,
-    &statistics::escalations};
+constexpr std::array<std::uint64_t statistics::*, 20> statistics_fields{
+    &statistics::read_only_commits,     &statistics::update_commits,
+    &statistics::hardware_commits,      &statistics::serial_commits,
+    &statistics::single_thread_commits, &statistics::aborts_validation,
+    &statistics::aborts_locked,         &statistics::aborts_serial,
+    &statistics::aborts_upgrade,        &statistics::aborts_explicit,
+    &statistics::aborts_exception,      &statistics::hw_aborts_conflict,
+    &statistics::hw_aborts_capacity,    &statistics::hw_aborts_explicit,
+    &statistics::hw_aborts_other,       &statistics::hw_fallbacks,
+    &statistics::retries_parked,        &statistics::extensions,
+    &statistics::escalations,           &statistics::yields};
 static_assert(sizeof(statistics) == statistics_fields.size() * sizeof(std::uint64_t),
               "every statistics field is listed once");
 
@@ -237,7 +228,8 @@ std::string statistics::describe() const {
          ", exception " + n(aborts_exception) + ", hw conflict " + n(hw_aborts_conflict) +
          ", hw capacity " + n(hw_aborts_capacity) + ", hw explicit " + n(hw_aborts_explicit) +
          ", hw other " + n(hw_aborts_other) + "), hw fallbacks " + n(hw_fallbacks) + ", parked " +
-         n(retries_parked) + ", extensions " + n(extensions) + ", escalations " + n(escalations);
+         n(retries_parked) + ", extensions " + n(extensions) + ", escalations " + n(escalations) +
+         ", yields " + n(yields);
 }
 
 statistics process_statistics() {

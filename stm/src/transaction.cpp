@@ -248,6 +248,7 @@ void transaction::wait_for_owner(std::uint64_t waited_ticks) noexcept {
   // still held, the owner is likely preempted, and the CPU this thread
   // would spin on is the one it needs.
   if (waited_ticks >= owner_running_ticks && detail::oversubscribed()) {
+    count(&statistics::yields);
     std::this_thread::yield();
   } else {
     cpu_relax();
@@ -645,6 +646,7 @@ void transaction::backoff() noexcept {
   const bool yield = window >= 8192 || detail::oversubscribed();
   while (cycle_clock::now() < until) {
     if (yield) {
+      count(&statistics::yields);
       std::this_thread::yield();
     } else {
       cpu_relax();

@@ -10,6 +10,9 @@
 //                               fence=<f>", waits (at most 20 s) for lost(),
 //                               prints "lost=<0|1> handler=<0|1>", then
 //                               "unlock=<ok|lease_lost|other>".
+//   async-relock URI NAME       misuse: co_await async_lock() twice (aborts
+//                               with debug checks)
+//   async-unlock-free URI NAME  misuse: co_await async_unlock() unheld
 //   fixture                     starts a redis_server (tests/support), prints
 //                               "server <pid> <dir>", waits for stdin to close
 //                               (the test SIGKILLs it instead).
@@ -88,6 +91,20 @@ int fixture() {
   return 0;
 }
 
+// Misuse of the coroutine API; with debug checks the second call aborts.
+int async_misuse(const std::string& mode, const std::string& uri, const std::string& name) {
+  net::lock_service service(uri);
+  net::distributed_lock lock(service, name);
+  if (mode == "async-relock") {
+    net::sync_wait(lock.async_lock());
+    net::sync_wait(lock.async_lock());
+  } else {
+    net::sync_wait(lock.async_unlock());
+  }
+  std::printf("no abort\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,13 +114,16 @@ int main(int argc, char** argv) {
     if (mode == "count" && argc == 6) return count(argv[2], argv[3], argv[4], std::atoi(argv[5]));
     if (mode == "holder" && argc == 6) return holder(argv[2], argv[3], argv[4], std::atoi(argv[5]));
     if (mode == "fixture" && argc == 2) return fixture();
+    if ((mode == "async-relock" || mode == "async-unlock-free") && argc == 4) {
+      return async_misuse(mode, argv[2], argv[3]);
+    }
   } catch (const std::exception& e) {
     std::printf("error: %s\n", e.what());
     return 1;
   }
   std::fprintf(stderr,
-               "usage: %s count URI NAME KEY M | holder URI NAME KEY TTL_MS | fixture (got %d "
-               "arguments)\n",
+               "usage: %s count URI NAME KEY M | holder URI NAME KEY TTL_MS | fixture | "
+               "async-relock URI NAME | async-unlock-free URI NAME (got %d arguments)\n",
                argv[0], argc - 1);
   return 2;
 }

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "hwsync/debug_checks.hpp"
 #include "hwsync/net/lock_service.hpp"
 #include "hwsync/net/redis_fenced_write.hpp"
 #include "redis/connection.hpp"
@@ -358,6 +359,28 @@ TEST(RedisLockProcesses, MutualExclusionWithExactCountAndStrictlyIncreasingToken
   net::redis_fenced_store store(server.uri());
   EXPECT_EQ(store.read("counter"), std::to_string(children * rounds));
   EXPECT_EQ(all_tokens.size(), static_cast<std::size_t>(children * rounds));
+}
+
+TEST(RedisLockProcesses, AsyncMisuseAbortsWithAMessageNamingTheLock) {
+  if (!hwsync::debug::checks_enabled) GTEST_SKIP() << "HWSYNC_DEBUG_CHECKS is off in this build";
+  watchdog dog("AsyncMisuse", 120s);
+  redis_server server;
+  const std::string program = child_program();
+  ASSERT_FALSE(program.empty());
+  const auto relock =
+      hwsync::test::run_child({program, "async-relock", server.uri(), "async-misuse"}, 60);
+  EXPECT_EQ(relock.signal, SIGABRT) << relock.output;
+  EXPECT_NE(relock.output.find("hwsync: misuse of hwsync::net::distributed_lock"),
+            std::string::npos)
+      << relock.output;
+  EXPECT_NE(relock.output.find("async_lock() by the object that already holds"), std::string::npos)
+      << relock.output;
+  const auto unlock_free =
+      hwsync::test::run_child({program, "async-unlock-free", server.uri(), "async-misuse"}, 60);
+  EXPECT_EQ(unlock_free.signal, SIGABRT) << unlock_free.output;
+  EXPECT_NE(unlock_free.output.find("async_unlock() of a lock this object does not hold"),
+            std::string::npos)
+      << unlock_free.output;
 }
 
 TEST(RedisLockProcesses, KleppmannPausedHolderIsFencedAndToldItLost) {

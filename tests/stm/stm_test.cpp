@@ -402,6 +402,97 @@ stm::tuning multi_threaded_paths() {
   return t;
 }
 
+// ---- the logged commit ----
+
+// Two distinct tvars that map to one stripe: the commit locks it once,
+// writes both and unlocks it once (a second CAS on its own lock would wait
+// on itself until the bounded wait aborts it, every time).
+TEST(Stm, TwoTvarsOnOneStripeCommitTogether) {
+  hwsync::test::watchdog dog("TwoTvarsOnOneStripeCommitTogether", 60s);
+  tuning_scope ts(multi_threaded_paths());
+  // 2^21 + 1 tvars span more than 16 MiB, so some tvar shares the first
+  // one's stripe (stripe_index folds address bits 23 and up into the index).
+  const std::size_t n = (std::size_t{1} << 21) + 1;
+  auto cells = std::make_unique<stm::tvar<long>[]>(n);
+  const std::uint32_t first = stm::detail::stripe_index(&cells[0]);
+  std::size_t twin = 0;
+  for (std::size_t i = 1; i < n && twin == 0; ++i)
+    if (stm::detail::stripe_index(&cells[i]) == first) twin = i;
+  ASSERT_NE(twin, 0u) << "no tvar shares the first one's stripe";
+  stm::tvar<long>& a = cells[0];
+  stm::tvar<long>& b = cells[twin];
+  a.unsafe_store(1000);
+  constexpr int per_thread = 20000;
+  const auto before = stm::process_statistics();
+  auto transfers = [&](long amount) {
+    for (int i = 0; i < per_thread; ++i) {
+      stm::atomically([&](auto& tx) {
+        tx.write(a, tx.read(a) - amount);
+        tx.write(b, tx.read(b) + amount);
+      });
+    }
+  };
+  std::thread other(transfers, -1L);
+  transfers(1L);
+  other.join();
+  const auto d = stm::process_statistics() - before;
+  EXPECT_EQ(a.unsafe_load() + b.unsafe_load(), 1000);
+  EXPECT_EQ(a.unsafe_load(), 1000);  // as many +1 as -1 transfers
+  // Software commits, or serial ones after a run of aborts on the shared stripe.
+  EXPECT_EQ(d.update_commits + d.serial_commits, 2u * per_thread) << d.describe();
+  EXPECT_EQ(stm::detail::stripes[first].load() & stm::detail::stripe_locked, 0u);
+}
+
+// A commit trusts a read-set entry it holds locked (its version was <= rv
+// when locked) but must still validate the others: a commit whose written
+// values came from a tvar another thread changed meanwhile aborts and
+// reruns on the new value.
+TEST(Stm, ACommitStillValidatesReadsOutsideItsWriteSet) {
+  hwsync::test::watchdog dog("ACommitStillValidatesReadsOutsideItsWriteSet", 60s);
+  tuning_scope ts(multi_threaded_paths());
+  stm::tvar<long> source{1}, a{0}, b{0};
+  std::atomic<int> stage{0};
+  std::thread writer([&] {
+    // Registers a descriptor without touching a or b: their stripes stay at
+    // versions <= the main thread's rv, so its commit trusts the entries it
+    // locks and must find the change to source among the others.
+    stm::tvar<long> own{0};
+    stm::atomically([&](auto& tx) { tx.write(own, 1L); });
+    while (stage.load() != 1) std::this_thread::yield();
+    stm::atomically([&](auto& tx) { tx.write(source, 2L); });
+    stage.store(2);
+  });
+  const auto before = stm::process_statistics();
+  int attempts = 0;
+  bool interleaved = false;
+  stm::atomically([&](auto& tx) {
+    ++attempts;
+    // The site writes first: its first attempt upgrades out of the
+    // read-only mode before the interleaving, the second runs logged.
+    const long b0 = tx.read(b);
+    tx.write(b, b0);
+    const long a0 = tx.read(a);
+    const long v = tx.read(source);
+    if (attempts == 2 && !interleaved) {
+      // Another thread commits to source while this attempt holds its old
+      // value; nothing after this reads a stripe, so only the commit's
+      // validation can notice.
+      interleaved = true;
+      stage.store(1);
+      while (stage.load() != 2) std::this_thread::yield();
+    }
+    tx.write(a, a0 + v);
+    tx.write(b, b0 + v);
+  });
+  writer.join();
+  const auto d = stm::process_statistics() - before;
+  EXPECT_TRUE(interleaved);
+  EXPECT_EQ(attempts, 3);
+  EXPECT_EQ(a.unsafe_load(), 2);
+  EXPECT_EQ(b.unsafe_load(), 2);
+  EXPECT_GE(d.aborts_validation, 1u) << d.describe();
+}
+
 TEST(StmHybrid, EmulatedHardwareTransactionsCommitAndAreCounted) {
   tuning_scope ts(multi_threaded_paths());
   hwsync::htm::policy_emulation_scope emu(hwsync::htm::emulation_config::never_abort());

@@ -32,8 +32,13 @@ target_include_directories(hwsync_etcd_proto SYSTEM PRIVATE ${etcd_proto_out}
 target_sources(hwsync_net PRIVATE
   $<TARGET_OBJECTS:hwsync_etcd_proto>
   ${CMAKE_CURRENT_LIST_DIR}/etcd_backend.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/etcd_barrier.cpp
   ${CMAKE_CURRENT_LIST_DIR}/etcd_client.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/etcd_election.cpp
   ${CMAKE_CURRENT_LIST_DIR}/etcd_guarded_write.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/etcd_semaphore.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/etcd_session.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/etcd_wait.cpp
   ${CMAKE_CURRENT_LIST_DIR}/grpc_channel.cpp)
 target_include_directories(hwsync_net SYSTEM PRIVATE ${etcd_proto_out} ${Protobuf_INCLUDE_DIRS}
                            ${NGHTTP2_INCLUDE_DIRS})

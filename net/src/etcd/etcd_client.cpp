@@ -426,11 +426,12 @@ watch::watch(client& c, std::string key, std::string range_end, std::int64_t sta
   compact_revision_ = response.compact_revision();
   if (response.canceled() || !response.created()) {
     channel_->cancel(call_);
-    throw net::error(errc::protocol_error,
-                     std::string(watch_method) + " of '" + key_ +
-                         "': expected the watcher created, got it cancelled (" +
-                         response.cancel_reason() + ", compact revision " +
-                         std::to_string(response.compact_revision()) + ")");
+    const std::string what = std::string(watch_method) + " of '" + key_ +
+                             "': expected the watcher created, got it cancelled (" +
+                             response.cancel_reason() + ", compact revision " +
+                             std::to_string(response.compact_revision()) + ")";
+    if (response.compact_revision() != 0) throw compacted_error(response.compact_revision(), what);
+    throw net::error(errc::protocol_error, what);
   }
 }
 
@@ -449,10 +450,12 @@ std::optional<std::vector<event>> watch::next(steady_time deadline) {
     const auto response = decode<pb::WatchResponse>(*message, watch_method);
     if (response.canceled()) {
       compact_revision_ = response.compact_revision();
-      throw net::error(errc::protocol_error, std::string(watch_method) + " of '" + key_ +
-                                                 "': expected events, got the watcher cancelled (" +
-                                                 response.cancel_reason() + ", compact revision " +
-                                                 std::to_string(response.compact_revision()) + ")");
+      const std::string what = std::string(watch_method) + " of '" + key_ +
+                               "': expected events, got the watcher cancelled (" +
+                               response.cancel_reason() + ", compact revision " +
+                               std::to_string(response.compact_revision()) + ")";
+      if (compact_revision_ != 0) throw compacted_error(compact_revision_, what);
+      throw net::error(errc::protocol_error, what);
     }
     if (response.events_size() == 0) continue;  // a progress notification
     std::vector<event> events;

@@ -15,12 +15,13 @@
 //                 the oldest batch still waiting. A lone caller thus sends
 //                 and receives on its own thread, as a blocking client does,
 //                 without a hop through the ring's loop thread.
-//   Sending       On the caller's thread: one non-blocking send(2) when
-//                 the socket buffer has room, the ring's send_all (by the
-//                 deadline) for the rest. Connecting: the ring's
-//                 tcp_connection::connect.
-//   Why not the ring for replies   A reader coroutine on the loop thread
-//                 costs every reply a futex wake-up of its caller: measured
+//   Sending       On the caller's thread: non-blocking send(2), and
+//                 poll(2) for room by the deadline when the socket buffer
+//                 is full. Connecting: the ring's tcp_connection::connect
+//                 (async_connect for a coroutine), before send_mutex_.
+//   Why not the ring for blocking callers' replies   A reader coroutine on
+//                 the loop thread costs every reply a futex wake-up of its
+//                 blocking caller: measured
 //                 with bench/redis_bench.cpp, lock+unlock's p50 went from
 //                 1.51x hiredis's blocking client to 1.06x when callers read
 //                 themselves (docs/distributed-locks.md, "Redis backend").
@@ -38,6 +39,26 @@
 //                 flight with that net::error and drops the connection.
 //                 An error *reply* (-ERR ...) is not a failure of the
 //                 connection: it is returned as a reply of kind error.
+//   Coroutines    async_exchange()/async_eval() are the same for a
+//                 coroutine (distributed_lock::async_*): the commands go out
+//                 on the calling thread, the coroutine suspends, and it
+//                 resumes on the ring's loop thread with its replies. When
+//                 the oldest batch waiting belongs to a coroutine, nobody's
+//                 thread can read for it, so a reader coroutine on the loop
+//                 thread does (one io_uring recv for whatever arrived, then
+//                 it resumes every finished coroutine inline and sends their
+//                 next commands together in one send(2) before the next
+//                 recv: one thread keeps many batches in flight). A
+//                 blocking reader that finishes
+//                 a coroutine's batch posts its resumption to the loop (a
+//                 nop completion).
+//   No waiting on the ring under send_mutex_   Connecting happens before
+//                 it is taken, and a send that finds the socket buffer full
+//                 waits in poll(2) on the sender's own thread (by the
+//                 deadline), so a coroutine on the loop thread that takes
+//                 send_mutex_ never waits for a thread that waits for the
+//                 loop. (On the loop thread, that poll stalls the loop until
+//                 the server reads: only with megabytes of commands unread.)
 //   Scripts       eval() sends EVALSHA; on NOSCRIPT it sends SCRIPT LOAD and
 //                 retries once (a restarted server has an empty cache).
 //   Threads       All members may be called from any thread but a ring loop
@@ -88,22 +109,34 @@ class connection {
   reply eval(const lua_script& script, std::initializer_list<std::string_view> keys,
              std::initializer_list<std::string_view> args, steady_time deadline);
 
+  // As exchange() and eval(), for a coroutine; resume on the ring's loop
+  // thread. `keys_and_args`: the script's `numkeys` keys, then its args.
+  task<std::vector<reply>> async_exchange(std::string commands, std::size_t count,
+                                          steady_time deadline, std::string what);
+  task<reply> async_eval(const lua_script& script, std::vector<std::string> keys_and_args,
+                         std::size_t numkeys, steady_time deadline);
+
   // "host:port", for messages.
   const std::string& peer() const noexcept { return peer_; }
 
   struct state;  // one TCP connection and its queue (connection.cpp)
 
  private:
-  std::shared_ptr<state> connected(steady_time deadline);
-  void drop(const std::shared_ptr<state>& st, std::exception_ptr why);
+  std::shared_ptr<state> current();                    // the live connection, or null
+  std::shared_ptr<state> install(tcp_connection tcp);  // unless another caller was first
   std::string load_script(const lua_script& script, steady_time deadline);
+  task<std::string> async_load_script(const lua_script& script, steady_time deadline);
+  std::string remember_sha(const lua_script& script, const reply& r);
+  std::string evalsha_command(const std::string& sha,
+                              std::span<const std::string_view> keys_and_args,
+                              std::size_t numkeys) const;
 
   std::string host_;
   std::uint16_t port_;
   std::string peer_;
   ring* ring_;
 
-  hwsync::mutex send_mutex_;  // the wire order: connect, enqueue + send
+  hwsync::mutex send_mutex_;  // the wire order: enqueue + send; guards state_
   std::shared_ptr<state> state_;
 
   hwsync::mutex scripts_mutex_;

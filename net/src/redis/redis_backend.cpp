@@ -6,7 +6,9 @@
 #include <charconv>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
+#include <vector>
 
 #include "hwsync/net/lock_backend.hpp"
 #include "redis/connection.hpp"
@@ -118,6 +120,45 @@ class redis_lock final : public backend_lock {
 
   bool lease_expires() const noexcept override { return true; }
 
+  // The coroutine forms: the same scripts, pipelined with every other
+  // command on the connection; no thread waits. A busy lock is retried
+  // after the same bounded backoff (capped by the holder's remaining lease),
+  // slept on the ring: the pub/sub subscriber blocks its caller, so
+  // coroutines do not use it yet (docs/distributed-locks.md).
+  task<std::optional<fencing_token>> async_try_acquire(std::chrono::milliseconds ttl) override {
+    // Named, not braced in the call: GCC 12 miscompiles a braced list
+    // argument inside co_await ("array used as initializer").
+    std::vector<std::string> keys_and_args{key_, token_key_, owner_, std::to_string(ttl.count())};
+    const reply r = co_await services_->commands.async_eval(
+        acquire_script, std::move(keys_and_args), 2, command_deadline(no_deadline));
+    co_return taken_or_busy(r);
+  }
+
+  task<std::optional<fencing_token>> async_acquire_until(std::chrono::milliseconds ttl,
+                                                         steady_time deadline,
+                                                         std::stop_token stop) override {
+    auto backoff = first_backoff;
+    for (;;) {
+      if (stop.stop_requested()) throw error(errc::cancelled, cancelled_message());
+      if (auto token = co_await async_try_acquire(ttl)) co_return token;
+      const steady_time t = now();
+      if (t >= deadline) co_return std::nullopt;
+      auto pause = backoff;
+      if (holder_pttl_ms_ > 0) pause = std::min(pause, std::chrono::milliseconds(holder_pttl_ms_));
+      if (!co_await sleep_until(ring::default_ring(), std::min(deadline, t + pause), stop)) {
+        throw error(errc::cancelled, cancelled_message());
+      }
+      backoff = std::min(backoff * 2, last_backoff);
+    }
+  }
+
+  task<bool> async_release() override {
+    std::vector<std::string> keys_and_args{key_, owner_, channel_};
+    const reply r = co_await services_->commands.async_eval(
+        release_script, std::move(keys_and_args), 1, command_deadline(no_deadline));
+    co_return expect_integer(r, "EVALSHA release") == 1;
+  }
+
  private:
   static steady_time now() { return std::chrono::steady_clock::now(); }
 
@@ -135,8 +176,17 @@ class redis_lock final : public backend_lock {
   // taken that nobody knows it holds.
   std::optional<fencing_token> attempt(std::chrono::milliseconds ttl) {
     const std::string ttl_ms = std::to_string(ttl.count());
-    const reply r = services_->commands.eval(acquire_script, {key_, token_key_}, {owner_, ttl_ms},
-                                             command_deadline(no_deadline));
+    return taken_or_busy(services_->commands.eval(acquire_script, {key_, token_key_},
+                                                  {owner_, ttl_ms}, command_deadline(no_deadline)));
+  }
+
+  std::string cancelled_message() const {
+    return "redis lock " + key_ + ": expected to wait for the lock, got a stop request first";
+  }
+
+  // The acquire script's reply: the token, or nullopt (busy: remembers the
+  // holder's remaining lease).
+  std::optional<fencing_token> taken_or_busy(const reply& r) {
     const auto [taken, value] = pair_reply(r, "EVALSHA acquire");
     if (taken == 1) {
       if (value <= 0) {

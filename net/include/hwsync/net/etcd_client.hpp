@@ -96,6 +96,20 @@ class grpc_error : public net::error {
   std::string grpc_message_;
 };
 
+// A watch etcd cancelled because its start revision was compacted away
+// (code protocol_error, as before this type existed): the history to
+// replay is gone, the caller must read the current state instead.
+class compacted_error : public net::error {
+ public:
+  compacted_error(std::int64_t compact_revision, const std::string& what)
+      : net::error(errc::protocol_error, what), compact_revision_(compact_revision) {}
+  // The oldest revision etcd still has.
+  std::int64_t compact_revision() const noexcept { return compact_revision_; }
+
+ private:
+  std::int64_t compact_revision_;
+};
+
 struct key_value {
   std::string key;
   std::string value;
@@ -295,8 +309,9 @@ class watch {
 
   // The next batch of events (in revision order), or nullopt if none came
   // by `deadline`. Throws net::error(protocol_error) if etcd cancelled the
-  // watcher — with compacted_revision() set if the start revision was
-  // compacted — and the connection's error if it failed.
+  // watcher — compacted_error, with compacted_revision() set, if the start
+  // revision was compacted (the constructor throws that too) — and the
+  // connection's error if it failed.
   std::optional<std::vector<event>> next(steady_time deadline);
   // Non-zero after a cancellation for compaction: the oldest revision
   // still available.

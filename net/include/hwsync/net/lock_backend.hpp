@@ -38,6 +38,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -102,6 +103,23 @@ class backend_lock {
   // False for backends whose locks never expire while the holder lives
   // (file://: the kernel holds it until the process dies): no lease keeper.
   virtual bool lease_expires() const noexcept = 0;
+
+  // The asynchronous forms, for distributed_lock::async_*: the same results
+  // and errors as the blocking members, delivered to a coroutine that
+  // resumes on ring::default_ring()'s loop thread. A stop request on `stop`
+  // ends async_acquire_until with net::error(cancelled), the lock not taken.
+  // The defaults run the blocking members on a thread of their own per call
+  // (never on the loop thread, which they would stall; never on a bounded
+  // pool, which waiters that block until a release could fill while the
+  // release queues behind them). async_acquire_until's default alternates
+  // try_acquire and wait_for_release slices of at most 100 ms, so a stop
+  // request is seen within one slice. redis:// overrides them with pipelined
+  // commands on the loop thread (no thread per call).
+  virtual task<std::optional<fencing_token>> async_try_acquire(std::chrono::milliseconds ttl);
+  virtual task<std::optional<fencing_token>> async_acquire_until(std::chrono::milliseconds ttl,
+                                                                 steady_time deadline,
+                                                                 std::stop_token stop);
+  virtual task<bool> async_release();
 };
 
 class lock_backend {

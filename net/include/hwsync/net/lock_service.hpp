@@ -83,6 +83,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -142,6 +143,28 @@ class distributed_lock {
     return try_lock_for(rel < decltype(rel)::zero() ? decltype(rel)::zero() : rel);
   }
   void unlock();
+
+  // The asynchronous forms, for a coroutine that keeps many acquisitions in
+  // flight from one thread (each on its own distributed_lock): redis://
+  // pipelines them on the service's one connection with no thread per
+  // wait; file:// and etcd:// run the blocking call on a thread of its own
+  // per call (lock_backend.hpp). The tasks start when awaited and resume on
+  // ring::default_ring()'s loop thread, so code after the co_await must not
+  // block. Same tokens, lease keeping, lost() signals, misuse checks and
+  // errors as the blocking members; this object must outlive the task and
+  // is used by one task (or thread) at a time. Destroying a held lock on the
+  // loop thread aborts (its destructor's release blocks): async_unlock first.
+  //   async_lock: waits as long as it takes. A stop request on `stop` ends
+  //   the wait with net::error(cancelled), the lock not taken (redis://
+  //   sees it at once; the default within 100 ms).
+  //   async_try_lock_until: nullopt when `deadline` passed first.
+  //   async_try_lock: one attempt; nullopt when someone else holds it.
+  //   async_unlock: as unlock(), including the lease_lost error.
+  task<fencing_token> async_lock(std::stop_token stop = {});
+  task<std::optional<fencing_token>> async_try_lock_until(steady_time deadline,
+                                                          std::stop_token stop = {});
+  task<std::optional<fencing_token>> async_try_lock();
+  task<void> async_unlock();
 
   bool owns_lock() const noexcept;
   // The fencing token of the current (or, after unlock, the last)

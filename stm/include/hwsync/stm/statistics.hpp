@@ -42,6 +42,7 @@ struct statistics {
   std::uint64_t retries_parked = 0;  // times a retry parked the thread on its futex
   std::uint64_t extensions = 0;      // successful timestamp extensions (LSA)
   std::uint64_t escalations = 0;     // attempts run serially after too many aborts
+  std::uint64_t yields = 0;          // CPU given away waiting: on a locked stripe or in backoff
 
   std::uint64_t commits() const noexcept {
     return read_only_commits + update_commits + hardware_commits + serial_commits +

@@ -72,6 +72,7 @@
 #include <vector>
 
 #include "hwsync/debug_checks.hpp"
+#include "hwsync/htm/elision_policy.hpp"
 #include "hwsync/stm/log_buffer.hpp"
 #include "hwsync/stm/statistics.hpp"
 #include "hwsync/stm/stripe_table.hpp"
@@ -335,7 +336,11 @@ class transaction {
     if (tuning_.single_thread_mode &&
         detail::runtime.live_threads.load(std::memory_order_relaxed) == 1)
       return;
-    hardware_wanted_ = hardware_backend_active();
+    // One relaxed load where there is no hardware path (no TSX here): the
+    // call resolves the backend and tells rtm from the emulation.
+    hardware_wanted_ =
+        htm::detail::current_backend.load(std::memory_order_relaxed) != htm::backend::off &&
+        hardware_backend_active();
   }
   void refresh_tuning() noexcept;
   static bool hardware_backend_active() noexcept;
