@@ -37,6 +37,8 @@ using hwsync::test::net_error_of;
 
 namespace {
 
+using hwsync::test::eventually;
+
 using namespace std::chrono_literals;
 namespace net = hwsync::net;
 namespace etcd = hwsync::net::etcd;
@@ -47,15 +49,6 @@ using hwsync::test::watchdog;
 void expect_explains(const std::string& what) {
   EXPECT_NE(what.find("expected"), std::string::npos) << what;
   ::testing::Test::RecordProperty("message", what);
-}
-
-bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit) {
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
 }
 
 // This process's established TCP connections to 127.0.0.1:`port` (its

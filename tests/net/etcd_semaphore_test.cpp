@@ -26,9 +26,12 @@
 #include "hwsync/net/etcd_semaphore.hpp"
 #include "hwsync/net/etcd_session.hpp"
 #include "support/etcd_server.hpp"
+#include "support/net_test.hpp"
 #include "support/watchdog.hpp"
 
 namespace {
+
+using hwsync::test::eventually;
 
 using namespace std::chrono_literals;
 namespace net = hwsync::net;
@@ -36,15 +39,6 @@ namespace etcd = hwsync::net::etcd;
 using hwsync::test::recipe_process;
 using hwsync::test::watchdog;
 using std::chrono::steady_clock;
-
-bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 30s) {
-  const auto give_up = steady_clock::now() + limit;
-  while (!done()) {
-    if (steady_clock::now() >= give_up) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 
 std::int64_t keys_under(etcd::client& c, const std::string& prefix) {
   return c.get(prefix, {.range_end = etcd::prefix_end(prefix), .count_only = true}).count;

@@ -27,20 +27,13 @@
 
 namespace {
 
+using hwsync::test::eventually;
+
 using namespace std::chrono_literals;
 namespace net = hwsync::net;
 using hwsync::test::net_error_of;
 using hwsync::test::redis_server;
 using hwsync::test::watchdog;
-
-bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit) {
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 
 // Starts every task (they run on until their first suspension here, then on
 // the ring's loop thread) and waits for all; the first exception any of

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include <gtest/gtest.h>
@@ -52,6 +53,18 @@ class temp_dir {
  private:
   std::string path_;
 };
+
+// Polls `done` every 5 ms until it holds (true) or `limit` has passed
+// (false): for state another process or the server changes.
+template <class Done>
+bool eventually(Done&& done, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
 
 inline net::steady_time deadline_in(std::chrono::milliseconds d) {
   return std::chrono::steady_clock::now() + d;
