@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "etcd_recipe_process.hpp"
+#include "etcd_suite.hpp"
 #include "hwsync/net/etcd_client.hpp"
 #include "hwsync/net/etcd_election.hpp"
 #include "hwsync/net/etcd_guarded_write.hpp"
@@ -43,21 +44,9 @@ using hwsync::test::recipe_process;
 using hwsync::test::watchdog;
 using std::chrono::steady_clock;
 
-std::int64_t keys_under(etcd::client& c, const std::string& prefix) {
-  return c.get(prefix, {.range_end = etcd::prefix_end(prefix), .count_only = true}).count;
-}
+using hwsync::test::keys_under;
 
-class EtcdElection : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { cluster_ = new hwsync::test::etcd_cluster(1); }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-  static std::vector<std::string> endpoints() { return {cluster_->endpoint(0)}; }
-  static hwsync::test::etcd_cluster* cluster_;
-};
-hwsync::test::etcd_cluster* EtcdElection::cluster_ = nullptr;
+class EtcdElection : public hwsync::test::single_etcd_suite {};
 
 TEST_F(EtcdElection, SessionKeepsItsLeaseAliveBeyondItsTtl) {
   watchdog dog("SessionKeepsItsLeaseAliveBeyondItsTtl", 60s);
@@ -256,7 +245,7 @@ TEST_F(EtcdElection, PhantomLeaderPausedCampaignerPastItsTtlGetsAnError) {
   etcd::session leader_session(c, 10s);
   etcd::election leader(leader_session, "/elect/paused");
   ASSERT_TRUE(leader.campaign("leader"));
-  recipe_process child({"campaign", cluster_->endpoint(0), "/elect/paused", "paused", "2"});
+  recipe_process child({"campaign", cluster().endpoint(0), "/elect/paused", "paused", "2"});
   ASSERT_EQ(child.read_line(60s), "campaigning");
   ASSERT_TRUE(eventually([&] { return keys_under(c, "/elect/paused/") == 2; }));
   child.signal(SIGSTOP);
@@ -270,7 +259,7 @@ TEST_F(EtcdElection, PhantomLeaderPausedCampaignerPastItsTtlGetsAnError) {
 
 TEST_F(EtcdElection, LeaderKilledWithSigkillHandsOverAtLeaseExpiry) {
   watchdog dog("LeaderKilledWithSigkill", 120s);
-  recipe_process child({"lead", cluster_->endpoint(0), "/elect/killed", "child", "2"});
+  recipe_process child({"lead", cluster().endpoint(0), "/elect/killed", "child", "2"});
   const std::string line = child.read_line(60s);
   ASSERT_EQ(line.rfind("leader ", 0), 0u) << line;
   const std::int64_t dead_token = std::stoll(line.substr(7));
@@ -383,10 +372,10 @@ TEST_F(EtcdMutex, MutexOnASessionExcludesTheLockBackendAndIsFenced) {
   etcd::session s(c, 10s);
   etcd::mutex m(s, "/hwsync/locks/shared");
   ASSERT_TRUE(m.lock(steady_clock::now() + 30s));
-  net::lock_service service(cluster_->uri());
+  net::lock_service service(cluster().uri());
   net::distributed_lock other(service, "shared", {.ttl = 5s});
   EXPECT_FALSE(other.try_lock());
-  etcd::guarded_store store(cluster_->uri());
+  etcd::guarded_store store(cluster().uri());
   EXPECT_TRUE(store.put("shared", net::fencing_token(static_cast<std::uint64_t>(m.token())),
                         "/shared/resource", "mutex"));
   const std::int64_t held_token = m.token();

@@ -28,9 +28,12 @@
 #include "hwsync/net/lock_service.hpp"
 #include "support/child_process.hpp"
 #include "support/etcd_server.hpp"
+#include "support/net_test.hpp"
 #include "support/watchdog.hpp"
 
 namespace {
+
+using hwsync::test::read_line;
 
 using namespace std::chrono_literals;
 namespace net = hwsync::net;
@@ -214,21 +217,6 @@ TEST_F(EtcdLock, ProcessesExcludeEachOtherWithExactCountAndIncreasingTokens) {
   const auto counter = raw_client().get("/counter");
   ASSERT_EQ(counter.kvs.size(), 1u);
   EXPECT_EQ(counter.kvs[0].value, std::to_string(children * rounds));
-}
-
-// One line from the child, or "" after `limit`.
-std::string read_line(int fd, std::chrono::seconds limit) {
-  std::string line;
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < give_up) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 50) <= 0) continue;
-    char c;
-    if (read(fd, &c, 1) != 1) break;
-    if (c == '\n') return line;
-    line += c;
-  }
-  return line;
 }
 
 TEST_F(EtcdLock, KleppmannPausedHolderIsFencedByEtcdAndToldItLost) {

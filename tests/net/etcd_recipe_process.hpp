@@ -3,6 +3,8 @@
 // resume a participant. The destructor kills it (SIGKILL) if still running.
 #pragma once
 
+#include "support/net_test.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -61,19 +63,7 @@ class recipe_process {
   recipe_process& operator=(const recipe_process&) = delete;
 
   // One line of its stdout, or "" after `limit` or at its end.
-  std::string read_line(std::chrono::seconds limit) {
-    std::string line;
-    const auto give_up = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < give_up) {
-      pollfd p{out_, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      char c;
-      if (read(out_, &c, 1) != 1) break;
-      if (c == '\n') return line;
-      line += c;
-    }
-    return line;
-  }
+  std::string read_line(std::chrono::seconds limit) { return hwsync::test::read_line(out_, limit); }
   void send_line() {
     if (write(in_, "go\n", 3) != 3) throw std::runtime_error("write to the child failed");
   }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "etcd_recipe_process.hpp"
+#include "etcd_suite.hpp"
 #include "hwsync/net/etcd_barrier.hpp"
 #include "hwsync/net/etcd_client.hpp"
 #include "hwsync/net/etcd_double_barrier.hpp"
@@ -40,21 +41,9 @@ using hwsync::test::recipe_process;
 using hwsync::test::watchdog;
 using std::chrono::steady_clock;
 
-std::int64_t keys_under(etcd::client& c, const std::string& prefix) {
-  return c.get(prefix, {.range_end = etcd::prefix_end(prefix), .count_only = true}).count;
-}
+using hwsync::test::keys_under;
 
-class EtcdRecipes : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { cluster_ = new hwsync::test::etcd_cluster(1); }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-  static std::vector<std::string> endpoints() { return {cluster_->endpoint(0)}; }
-  static hwsync::test::etcd_cluster* cluster_;
-};
-hwsync::test::etcd_cluster* EtcdRecipes::cluster_ = nullptr;
+class EtcdRecipes : public hwsync::test::single_etcd_suite {};
 
 TEST_F(EtcdRecipes, SemaphoreGivesExactlyItsPermits) {
   watchdog dog("SemaphoreGivesExactlyItsPermits", 60s);
@@ -138,7 +127,7 @@ TEST_F(EtcdRecipes, SemaphoreServesWaitersInArrivalOrder) {
 
 TEST_F(EtcdRecipes, SemaphoreHolderKilledWithSigkillFreesItsPermit) {
   watchdog dog("SemaphoreHolderKilledWithSigkill", 120s);
-  recipe_process child({"permit", cluster_->endpoint(0), "/sem/killed", "1", "2"});
+  recipe_process child({"permit", cluster().endpoint(0), "/sem/killed", "1", "2"});
   const std::string line = child.read_line(60s);
   ASSERT_EQ(line.rfind("permit ", 0), 0u) << line;
   const std::int64_t dead_token = std::stoll(line.substr(7));
@@ -258,7 +247,7 @@ TEST_F(EtcdRecipes, DoubleBarrierEnterThatTimesOutWithdrawsItsArrival) {
 
 TEST_F(EtcdRecipes, DoubleBarrierParticipantKilledWithSigkillDoesNotBlockLeave) {
   watchdog dog("DoubleBarrierParticipantKilled", 120s);
-  recipe_process child({"enter", cluster_->endpoint(0), "/dbarrier/killed", "2", "2"});
+  recipe_process child({"enter", cluster().endpoint(0), "/dbarrier/killed", "2", "2"});
   etcd::client c(endpoints());
   etcd::session s(c, 10s);
   etcd::double_barrier b(s, "/dbarrier/killed", 2);

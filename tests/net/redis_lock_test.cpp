@@ -43,6 +43,7 @@ using hwsync::test::net_error_of;
 namespace {
 
 using hwsync::test::eventually;
+using hwsync::test::read_line;
 
 using namespace std::chrono_literals;
 namespace net = hwsync::net;
@@ -287,21 +288,6 @@ spawned spawn(const std::vector<std::string>& argv) {
   close(in[0]);
   close(out[1]);
   return {pid, in[1], out[0]};
-}
-
-// One line from the child, or "" after `limit`.
-std::string read_line(int fd, std::chrono::seconds limit) {
-  std::string line;
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < give_up) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 50) <= 0) continue;
-    char c;
-    if (read(fd, &c, 1) != 1) break;
-    if (c == '\n') return line;
-    line += c;
-  }
-  return line;
 }
 
 std::string child_program() {

@@ -2,7 +2,9 @@
 // net::error to look at it.
 #pragma once
 
+#include <poll.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -64,6 +66,22 @@ bool eventually(Done&& done, std::chrono::milliseconds limit = std::chrono::seco
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return true;
+}
+
+// One line (without its newline) read from `fd`, a child's stdout pipe;
+// what arrived so far after `limit`, or at the end of the stream.
+inline std::string read_line(int fd, std::chrono::milliseconds limit) {
+  std::string line;
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < give_up) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    char c;
+    if (::read(fd, &c, 1) != 1) break;
+    if (c == '\n') return line;
+    line += c;
+  }
+  return line;
 }
 
 inline net::steady_time deadline_in(std::chrono::milliseconds d) {
