@@ -17,7 +17,11 @@
 namespace hwsync::htm {
 
 namespace detail {
-std::atomic<backend> current_backend{backend::unresolved};
+// Every hardware transaction reads it right after XBEGIN, so a write to its
+// line aborts them all: aligned to start a line. The neighbours the linker
+// puts after it are written rarely or never (cycle_clock's mode, at start-up);
+// one written often would cost aborts, not correctness.
+alignas(64) std::atomic<backend> current_backend{backend::unresolved};
 }  // namespace detail
 
 cpuid_leaves read_cpuid() noexcept {

@@ -147,8 +147,12 @@ status begin_subscribed(backend b, holder& h, void* lock, const lock_ops& ops) {
   if (b == backend::rtm) {
     const status st(rtm::begin());
     // Inside the transaction now: the lock word joins its read set, so a
-    // thread taking the lock for real aborts it from here to the commit.
-    if (st.is_started() && ops.is_locked(lock)) rtm::abort_with(lock_busy_code);
+    // thread taking the lock for real aborts it from here to the commit. So
+    // does the backend: unlock() decides inline from it, and a transaction
+    // still running after a switch to off would be released as a real hold.
+    if (st.is_started() && (ops.is_locked(lock) ||
+                            current_backend.load(std::memory_order_relaxed) != backend::rtm))
+      rtm::abort_with(lock_busy_code);
     return st;
   }
   const status st = emulation::draw();
@@ -228,13 +232,15 @@ void elided_unlock(elision_site& s, holder& h, void* lock, const lock_ops& ops, 
     case holder::none:
       break;
   }
-  if (b == backend::off) {
-    ops.unlock(lock);
-    return;
-  }
   if (b == backend::rtm && rtm::test()) {
     rtm::end();
     if (!rtm::test()) after_commit(s);  // the outermost commit; nested ones count nothing
+    return;
+  }
+  // Taken by lock() with the backend off, released after the backend changed
+  // (elided<Lock>::unlock() decides inline only while it is off).
+  if (ops.is_locked(lock)) {
+    ops.unlock(lock);
     return;
   }
   const std::string msg = "elided<Lock>::unlock() of a lock this thread does not hold (backend " +

@@ -248,6 +248,36 @@ TEST(HtmElidedRegression, LockTakenWithTheBackendOffIsReleasedAfterTheBackendCha
   m.unlock();
 }
 
+// The other direction: unlock() decides inline from the backend, so a hold
+// the policy took (an emulated transaction, a fallback) must still go out of
+// line once the backend is off again, and leave the holder byte clean.
+TEST(HtmElidedRegression, PolicyHoldsAreReleasedAfterTheBackendTurnsOff) {
+  if (htm::active_backend() != htm::backend::off)
+    GTEST_SKIP() << "backend is " << htm::to_string(htm::active_backend());
+  htm::elided<hwsync::mutex> m;
+  {
+    htm::policy_emulation_scope scope(htm::emulation_config::never_abort());
+    m.lock();  // an emulated transaction
+  }
+  m.unlock();
+  EXPECT_FALSE(m.underlying().is_locked());
+  EXPECT_FALSE(htm::transaction::in_transaction());
+  EXPECT_EQ(m.stats().commits, 1u);
+  {
+    htm::emulation_config always_capacity = htm::emulation_config::never_abort();
+    always_capacity.capacity = 1.0;
+    htm::policy_emulation_scope scope(always_capacity);
+    m.lock();  // a capacity abort: the policy takes the lock for real
+  }
+  m.unlock();
+  EXPECT_FALSE(m.underlying().is_locked());
+  EXPECT_EQ(m.stats().fallbacks, 1u);
+  m.lock();  // backend off, holder byte clean: the inline path again
+  EXPECT_TRUE(m.underlying().is_locked());
+  m.unlock();
+  EXPECT_FALSE(m.underlying().is_locked());
+}
+
 TEST(HtmElidedPolicyEmulation, CommitsAndSeesATransactionInside) {
   htm::policy_emulation_scope scope(htm::emulation_config::never_abort());
   htm::elided<hwsync::mutex> m;

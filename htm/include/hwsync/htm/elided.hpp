@@ -15,15 +15,19 @@
 //   Blocking: as Lock when it falls back; while retrying it spins briefly
 //   and yields (hwsync/htm/elision_policy.hpp), never without bound.
 //   Fairness: as Lock for threads that fall back; transactions barge.
-//   Size: Lock on a cache line of its own with one byte of holder state,
-//   then the policy's counters on lines of their own (256 bytes in all for
+//   Size: Lock on a cache line of its own, the holder byte on the next one,
+//   then the policy's counters on lines of their own (320 bytes in all for
 //   hwsync::mutex): a counter on the lock word's line would abort every
-//   transaction subscribed to it.
+//   transaction subscribed to it, and the holder byte on it would be read
+//   from a line the waiters keep pulling away.
 //   Cost when the backend is off (every machine without usable RTM, unless
 //   HWSYNC_HTM=emulate): lock() is Lock's plus one relaxed load of the
 //   process's backend and one predictable branch; unlock() is Lock's plus
-//   two loads from the line lock() just wrote (the holder byte, the lock
-//   word) and one predictable branch; no CPUID, no counter.
+//   two loads of lines nobody writes while the backend stays off (the
+//   process's backend, the holder byte) and one predictable branch; no
+//   CPUID, no counter, and no read of the lock word before Lock::unlock()'s
+//   read-modify-write (a read first costs a second coherence miss whenever
+//   a waiter has pulled the line away: bug 2026-11-21, contended 1.07x).
 //   Misuse: unlock() of an elided lock this thread does not hold aborts with
 //   a message when the backend is rtm or policy_emulation (it is Lock's own
 //   misuse when off).
@@ -33,14 +37,19 @@
 //   if it happens every time; the adaptive policy then stops eliding it.
 //   Do not XABORT with lock_busy_code yourself.
 //
-// The holder byte (next to the lock, written only by a thread holding Lock
-// for real; a hardware transaction never writes it)
-//   state                 meaning                        unlock() does
-//   none, word locked     held by lock() with the        Lock::unlock()
-//                         backend off (inline)
-//   none, word free       held by a transaction          commit (XEND)
-//   fallback              held for real by this policy   Lock::unlock()
-//   emulated_transaction  held by an emulated transaction commit: Lock::unlock()
+// The holder byte (on its own line, written only by a thread holding Lock
+// for real; a hardware transaction never writes it) and the backend unlock()
+// reads. A hardware transaction reads the backend right after XBEGIN, so a
+// change of backend aborts it: a transaction that reaches unlock() saw the
+// backend it began with.
+//   holder, backend at unlock()   meaning                         unlock() does
+//   none, off                     held by lock() with the backend Lock::unlock()
+//                                 off (inline)
+//   none, rtm, in a transaction   held by a transaction           commit (XEND)
+//   none, not off, word locked    taken with the backend off,     Lock::unlock()
+//                                 backend changed since           (out of line)
+//   fallback                      held for real by this policy    Lock::unlock()
+//   emulated_transaction          held by an emulated transaction commit: Lock::unlock()
 #pragma once
 
 #include <concepts>
@@ -79,27 +88,27 @@ class elided {
       lock_.lock();
       return;
     }
-    detail::elided_lock(site_, holder_, &lock_, ops, b);
+    detail::elided_lock(site_, holder_.value, &lock_, ops, b);
   }
 
   bool try_lock() {
     const backend b = detail::current_backend.load(std::memory_order_relaxed);
     if (b == backend::off) [[likely]]
       return lock_.try_lock();
-    return detail::elided_try_lock(site_, holder_, &lock_, ops, b);
+    return detail::elided_try_lock(site_, holder_.value, &lock_, ops, b);
   }
 
   void unlock() {
-    // Held for real and not by the policy: what lock() does when the backend
-    // is off. A transaction sees the word free (it subscribed to it), and the
-    // policy's own holds mark the holder byte; both go out of line. Both
-    // loads hit the line lock() just wrote, so unlock() reads no global.
-    if (holder_ == detail::holder::none && lock_.is_locked()) [[likely]] {
+    // Backend off and no policy hold: what lock() does when the backend is
+    // off (a transaction cannot be running: it would have aborted when the
+    // backend changed). Neither load touches the lock word's line, so
+    // Lock::unlock()'s read-modify-write is the only access to it.
+    const backend b = detail::current_backend.load(std::memory_order_relaxed);
+    if (b == backend::off && holder_.value == detail::holder::none) [[likely]] {
       lock_.unlock();
       return;
     }
-    detail::elided_unlock(site_, holder_, &lock_, ops,
-                          detail::current_backend.load(std::memory_order_relaxed));
+    detail::elided_unlock(site_, holder_.value, &lock_, ops, b);
   }
 
   void lock_shared() requires requires(Lock& l) { l.lock_shared(); }
@@ -128,8 +137,12 @@ class elided {
       [](void* l) { static_cast<Lock*>(l)->unlock(); },
   };
 
+  struct alignas(64) holder_line {
+    detail::holder value = detail::holder::none;
+  };
+
   alignas(64) Lock lock_;
-  detail::holder holder_ = detail::holder::none;
+  holder_line holder_;
   detail::elision_site site_;
 };
 

@@ -101,8 +101,10 @@ struct alignas(64) elision_site {
   statistics snapshot() const noexcept;
 };
 
-// The policy (htm/src/elision.cpp). `b` is the backend the caller read; lock
-// and unlock of one acquisition see the same one.
+// The policy (htm/src/elision.cpp). `b` is the backend the caller read. lock
+// and unlock of one acquisition may see different ones (a policy scope began
+// or ended in between); unlock tells what it releases from the holder byte,
+// the transaction state and the lock word (hwsync/htm/elided.hpp's table).
 void elided_lock(elision_site& site, holder& h, void* lock, const lock_ops& ops, backend b);
 bool elided_try_lock(elision_site& site, holder& h, void* lock, const lock_ops& ops, backend b);
 void elided_unlock(elision_site& site, holder& h, void* lock, const lock_ops& ops, backend b);
