@@ -18,9 +18,9 @@ namespace hwsync::htm {
 
 namespace detail {
 // Every hardware transaction reads it right after XBEGIN, so a write to its
-// line aborts them all: aligned to start a line. The neighbours the linker
-// puts after it are written rarely or never (cycle_clock's mode, at start-up);
-// one written often would cost aborts, not correctness.
+// line aborts them all: aligned to start a line. What the linker puts after
+// it is written at start-up or when a tool is switched on (cycle_clock's
+// mode); a neighbour written often would cost aborts, not correctness.
 alignas(64) std::atomic<backend> current_backend{backend::unresolved};
 }  // namespace detail
 
