@@ -7,10 +7,12 @@
 //                   pair, latency percentiles of the pair (record_latency):
 //                   hwsync_etcd (distributed_lock on etcd://) against
 //                   grpcpp_sync (grpc++'s synchronous stubs sending, call for
-//                   call, what etcd_backend.cpp sends: LeaseGrant; Txn
-//                   "create_revision(key) == 0 ? put(key, lease) + range(oldest)
-//                   : range(key) + range(oldest)"; Txn "create_revision(key)
-//                   == token ? delete(key)"; LeaseRevoke). Target:
+//                   call, what etcd_backend.cpp sends: once per lock object
+//                   a LeaseGrant and a keeper refreshing it every ttl/3 on a
+//                   LeaseKeepAlive stream (the session); per pair a Txn
+//                   "create_revision(key) == 0 ? put(key, lease) +
+//                   range(oldest) : range(oldest)" and a Txn
+//                   "create_revision(key) == token ? delete(key)"). Target:
 //                   hwsync_etcd p50 <= 1.0x grpcpp_sync.
 //   txn_round_trip  one write txn (mod_revision(key) == last ? put(key)), the
 //                   unit the hand-off target is counted in: hwsync_etcd
@@ -20,9 +22,10 @@
 //                   latency from the holder's unlock() call to the waiter's
 //                   lock() returning: hwsync_etcd (two distributed_locks) and
 //                   grpcpp_sync (the same calls the backend's wait makes:
-//                   Range for the predecessor, a Watch from the read's
-//                   revision + 1 until its DELETE, Range again, Range of the
-//                   own key). Target: hwsync_etcd p50 <= 1.5x
+//                   a read-only Txn "range(newest key older than ours) +
+//                   range(own key)", a Watch of the predecessor from the
+//                   read's revision + 1 until its DELETE, the read-only Txn
+//                   again). Target: hwsync_etcd p50 <= 1.5x
 //                   txn_round_trip/hwsync_etcd p50.
 //
 // Each iteration starts only when the waiter is parked: the bench reads
@@ -49,6 +52,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -321,9 +325,8 @@ void bm_txn_hwsync(benchmark::State& state) {
   });
 }
 
-// One linearizable read (Range of one key), the unit of the waiter's work
-// after the predecessor's deletion (it reads twice: the predecessors, its
-// own key).
+// One linearizable read (Range of one key): the waiter's work after the
+// predecessor's deletion is one such read (a read-only Txn of two ranges).
 void bm_range_hwsync(benchmark::State& state) {
   if (!etcd_ready(state)) return;
   net::etcd::client c({etcd_service().server->endpoint(0)});
@@ -448,9 +451,12 @@ void check(const grpc::Status& s, const char* call) {
 }
 
 // etcd_backend.cpp's etcd_lock, call for call, on grpc++'s synchronous
-// stubs over one channel (one HTTP/2 connection). Only what the bench
-// drives: no deadlines, no failover, no keepalive beyond opening the
-// stream the backend opens for a wait (no renewal comes due within one).
+// stubs over one channel (one HTTP/2 connection): a session (a lease
+// granted at the first lock() and refreshed every ttl/3 by a keeper thread
+// on a LeaseKeepAlive stream, as etcd::session does) kept across
+// acquisitions. Only what the bench drives: no deadlines, no failover, no
+// renewal from the holder (distributed_lock's first renewal comes ttl/3
+// after an acquisition; no pair lasts that long).
 class grpc_lock {
  public:
   grpc_lock(const std::string& endpoint, std::string name)
@@ -460,6 +466,20 @@ class grpc_lock {
         watch_(etcdserverpb::Watch::NewStub(channel_)),
         prefix_("/hwsync/locks/" + std::move(name) + "/"),
         owner_("0123456789abcdef0123456789abcdef") {}
+
+  ~grpc_lock() {
+    if (keeper_.joinable()) {
+      keeper_.request_stop();
+      keeper_ctx_.TryCancel();
+      keeper_.join();
+    }
+    if (lease_ == 0) return;
+    pb::LeaseRevokeRequest revoke;  // as etcd::session's destructor does
+    revoke.set_id(lease_);
+    pb::LeaseRevokeResponse revoked;
+    grpc::ClientContext ctx;
+    leases_->LeaseRevoke(&ctx, revoke, &revoked).IgnoreError();
+  }
 
   // lock(): enqueue, and wait for the predecessors if not first.
   std::int64_t lock() {
@@ -478,11 +498,6 @@ class grpc_lock {
     pb::TxnResponse r;
     grpc::ClientContext ctx;
     check(kv_->Txn(&ctx, t, &r), "KV.Txn (release)");
-    pb::LeaseRevokeRequest revoke;
-    revoke.set_id(lease_);
-    pb::LeaseRevokeResponse revoked;
-    grpc::ClientContext revoke_ctx;
-    check(leases_->LeaseRevoke(&revoke_ctx, revoke, &revoked), "Lease.LeaseRevoke");
     if (!r.succeeded()) throw peer_error("grpc++ release: the key was no longer ours");
   }
 
@@ -498,16 +513,38 @@ class grpc_lock {
     return r;
   }
 
-  bool enqueue() {
+  // etcd::session: LeaseGrant, then a keeper thread refreshing the lease
+  // every ttl/3 on one LeaseKeepAlive stream.
+  void start_session() {
     pb::LeaseGrantRequest g;
     g.set_ttl(10);  // lock_options' default ttl, as the backend rounds it
     pb::LeaseGrantResponse granted;
-    {
-      grpc::ClientContext ctx;
-      check(leases_->LeaseGrant(&ctx, g, &granted), "Lease.LeaseGrant");
-    }
+    grpc::ClientContext ctx;
+    check(leases_->LeaseGrant(&ctx, g, &granted), "Lease.LeaseGrant");
     lease_ = granted.id();
     key_ = prefix_ + hex(lease_);
+    keeper_ = std::jthread([this](std::stop_token stop) {
+      const auto stream = leases_->LeaseKeepAlive(&keeper_ctx_);
+      std::mutex m;
+      std::condition_variable_any cv;
+      for (;;) {
+        {
+          std::unique_lock lk(m);
+          cv.wait_for(lk, stop, 10s / 3, [] { return false; });
+        }
+        if (stop.stop_requested()) break;
+        pb::LeaseKeepAliveRequest refresh;
+        refresh.set_id(lease_);
+        pb::LeaseKeepAliveResponse refreshed;
+        if (!stream->Write(refresh) || !stream->Read(&refreshed)) break;
+      }
+      stream->WritesDone();
+      stream->Finish().IgnoreError();
+    });
+  }
+
+  bool enqueue() {
+    if (lease_ == 0) start_session();
     pb::TxnRequest t;
     pb::Compare* c = t.add_compare();
     c->set_key(key_);
@@ -519,7 +556,6 @@ class grpc_lock {
     put->set_value(owner_);
     put->set_lease(lease_);
     *t.add_success()->mutable_request_range() = oldest();
-    t.add_failure()->mutable_request_range()->set_key(key_);
     *t.add_failure()->mutable_request_range() = oldest();
     pb::TxnResponse r;
     grpc::ClientContext ctx;
@@ -532,34 +568,32 @@ class grpc_lock {
     return first.kvs_size() == 0 || first.kvs(0).create_revision() == revision_;
   }
 
+  // The backend's read_turn(), one read-only Txn, and its watch.
   void wait_for_predecessors() {
-    grpc::ClientContext keepalive_ctx;  // the backend's keeper stream, opened, unused
-    const auto keepalive = leases_->LeaseKeepAlive(&keepalive_ctx);
     for (;;) {
-      pb::RangeRequest before_me;
-      before_me.set_key(prefix_);
-      before_me.set_range_end(net::etcd::prefix_end(prefix_));
-      before_me.set_limit(1);
-      before_me.set_sort_target(pb::RangeRequest::CREATE);
-      before_me.set_sort_order(pb::RangeRequest::DESCEND);
-      before_me.set_max_create_revision(revision_ - 1);
-      pb::RangeResponse predecessor;
+      pb::TxnRequest t;
+      pb::RangeRequest* before_me = t.add_success()->mutable_request_range();
+      before_me->set_key(prefix_);
+      before_me->set_range_end(net::etcd::prefix_end(prefix_));
+      before_me->set_limit(1);
+      before_me->set_sort_target(pb::RangeRequest::CREATE);
+      before_me->set_sort_order(pb::RangeRequest::DESCEND);
+      before_me->set_keys_only(true);
+      before_me->set_max_create_revision(revision_ - 1);
+      t.add_success()->mutable_request_range()->set_key(key_);
+      pb::TxnResponse r;
       {
         grpc::ClientContext ctx;
-        check(kv_->Range(&ctx, before_me, &predecessor), "KV.Range (predecessor)");
+        check(kv_->Txn(&ctx, t, &r), "KV.Txn (read predecessor and own key)");
       }
-      if (predecessor.kvs_size() == 0) break;
-      await_deletion(predecessor.kvs(0).key(), predecessor.header().revision() + 1);
-    }
-    keepalive_ctx.TryCancel();
-    keepalive->Finish().IgnoreError();
-    pb::RangeRequest own;
-    own.set_key(key_);
-    pb::RangeResponse mine;
-    grpc::ClientContext ctx;
-    check(kv_->Range(&ctx, own, &mine), "KV.Range (own key)");
-    if (mine.kvs_size() == 0 || mine.kvs(0).create_revision() != revision_) {
-      throw peer_error("grpc++ wait: our key was gone when our turn came");
+      if (r.responses_size() != 2) throw peer_error("grpc++ wait: expected two ranges");
+      const auto& mine = r.responses(1).response_range();
+      if (mine.kvs_size() == 0 || mine.kvs(0).create_revision() != revision_) {
+        throw peer_error("grpc++ wait: our key was gone when our turn came");
+      }
+      const auto& predecessor = r.responses(0).response_range();
+      if (predecessor.kvs_size() == 0) return;
+      await_deletion(predecessor.kvs(0).key(), r.header().revision() + 1);
     }
   }
 
@@ -590,9 +624,11 @@ class grpc_lock {
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
   std::string prefix_;
   std::string owner_;
-  std::int64_t lease_ = 0;
+  std::int64_t lease_ = 0;  // the session's; 0 before the first lock()
   std::string key_;
   std::int64_t revision_ = 0;
+  grpc::ClientContext keeper_ctx_;
+  std::jthread keeper_;  // last: stopped in the destructor before the rest goes
 };
 
 void bm_lock_unlock_grpc(benchmark::State& state) {

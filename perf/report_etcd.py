@@ -67,11 +67,13 @@ def latency_table(p, scenario, base_lock, base_label, extra=()):
 
 def lock_unlock(p):
     return ("### Uncontended lock + unlock (one thread, one connection)\n\n"
-            "Latency of one pair, etcd's concurrency.Mutex algorithm: LeaseGrant; Txn "
-            "(put our key under the lease if absent, read the oldest key of the name); Txn "
-            "(delete our key if its create_revision is our token); LeaseRevoke. grpc++ sends "
-            "the same four requests, built from the same messages, through its synchronous "
-            "stubs. Nanoseconds, lower is better.\n\n" +
+            "Latency of one pair, etcd's concurrency.Mutex algorithm on a session (a lease "
+            "granted once per lock object and kept alive by a keeper every ttl/3): Txn "
+            "(put our key under the session's lease if absent, read the oldest key of the "
+            "name); Txn (delete our key if its create_revision is our token) — two Raft "
+            "writes. grpc++ sends the same requests, built from the same messages, through "
+            "its synchronous stubs, on a session of its own. Nanoseconds, lower is "
+            "better.\n\n" +
             latency_table(p, "lock_unlock", GRPC, "grpc++"))
 
 
@@ -81,9 +83,9 @@ def hand_off(p):
             "is another thread with its own connection, and each sample starts only once "
             "etcd reports the waiter's watch registered (its "
             "etcd_debugging_mvcc_watcher_total gauge), so every hand-off is the watch path. "
-            "The path: the holder's release Txn (a Raft write; its LeaseRevoke follows), the "
-            "DELETE event to the waiter, the waiter's Range for an older key and Range of its "
-            "own key (linearizable reads). The target's unit is the write txn below. "
+            "The path: the holder's release Txn (a Raft write), the DELETE event to the "
+            "waiter, the waiter's one read-only Txn (the newest key older than its own, and "
+            "its own key: one linearizable read). The target's unit is the write txn below. "
             "Nanoseconds, lower is better.\n\n" +
             latency_table(p, "hand_off", HW, "hwsync",
                           [("unlock_p50_ns", "holder's unlock() p50")]))

@@ -4,7 +4,9 @@
 // strictly increase, try_lock refuses a held lock and leaves no key behind,
 // a timed-out wait deletes its waiter key, waiters are served FIFO, a
 // holder killed with -9 frees the lock when its lease expires, and child
-// processes exclude each other with an exact count.
+// processes exclude each other with an exact count; a compaction during a
+// wait (also between a waiter's read and its watch) is survived; one lock
+// keeps one session across acquisitions.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,6 +27,7 @@
 
 #include "hwsync/net/etcd_client.hpp"
 #include "hwsync/net/etcd_guarded_write.hpp"
+#include "hwsync/net/etcd_lock_test_hooks.hpp"
 #include "hwsync/net/lock_service.hpp"
 #include "support/child_process.hpp"
 #include "support/etcd_server.hpp"
@@ -162,6 +165,181 @@ TEST_F(EtcdLock, SessionLostWhileWaitingIsAnErrorNeverAPhantomAcquisition) {
   waiter.join();
   EXPECT_EQ(outcome.load(), 2) << error_text;
   EXPECT_EQ(keys_of("phantom"), 0);
+}
+
+// Moves etcd's history past `revision` + 1 (two writes of an unrelated
+// key) and compacts it to the newest revision: a watch from revision + 1 is
+// then refused as compacted.
+void compact_past(etcd::client& c, std::int64_t revision) {
+  c.put("/hwsync-test/compaction-filler", "a");
+  const std::int64_t newest = c.put("/hwsync-test/compaction-filler", "b").revision;
+  ASSERT_GT(newest, revision + 1);
+  c.compact(newest);
+}
+
+// Removes the test hook however the test ends.
+struct hook_reset {
+  ~hook_reset() { etcd::test_hooks::set_before_predecessor_watch({}); }
+};
+
+// The bug: the waiter created its predecessor's watch outside the handling
+// of compaction, so a compaction between its read (revision R) and the
+// watch (from R + 1) that etcd reports in the watch's creation response
+// failed lock() with "compacted" instead of reading the predecessors again.
+// The hook runs the compaction at exactly that point. (etcd 3.4 confirms the
+// watcher first and cancels it in a later response, which the old code did
+// handle: against 3.4 this test pins the interleaving, it cannot make the
+// creation itself fail.)
+TEST_F(EtcdLock, CompactionBetweenPredecessorReadAndWatchCreationRereadsInsteadOfFailing) {
+  watchdog dog("CompactionBetweenPredecessorReadAndWatchCreation", 120s);
+  hook_reset reset;
+  net::lock_service service(uri());
+  net::distributed_lock holder(service, "compact-race", {.ttl = 10s});
+  holder.lock();
+  std::atomic<int> reads{0};  // wait rounds that found the holder
+  std::atomic<bool> compacted{false};
+  etcd::test_hooks::set_before_predecessor_watch([&](std::int64_t read_revision) {
+    if (reads.fetch_add(1) == 0) {
+      etcd::client c({cluster_->endpoint(0)});
+      compact_past(c, read_revision);
+      compacted = true;
+    }
+  });
+  std::atomic<int> outcome{0};  // 1 acquired, 2 error
+  std::string error_text;
+  net::fencing_token waiter_token;
+  std::thread waiter([&] {
+    net::distributed_lock lock(service, "compact-race", {.ttl = 10s});
+    try {
+      lock.lock();
+      waiter_token = lock.token();
+      lock.unlock();
+      outcome = 1;
+    } catch (const std::exception& e) {
+      error_text = e.what();
+      outcome = 2;
+    }
+  });
+  // The waiter's first watch was refused; it read again and watches now.
+  ASSERT_TRUE(hwsync::test::eventually([&] { return reads.load() >= 2 || outcome.load() != 0; }));
+  EXPECT_TRUE(compacted.load());
+  EXPECT_EQ(outcome.load(), 0) << error_text;
+  holder.unlock();
+  waiter.join();
+  EXPECT_EQ(outcome.load(), 1) << error_text;
+  EXPECT_GT(waiter_token, holder.token());
+  EXPECT_EQ(keys_of("compact-race"), 0);
+}
+
+// A compaction while waiters are parked on their watches: every waiter still
+// gets its turn, in order, one holder at a time, with increasing tokens.
+TEST_F(EtcdLock, CompactionDuringAWaitLosesNoWakeUpAndAllowsNoSecondHolder) {
+  watchdog dog("CompactionDuringAWait", 120s);
+  net::lock_service service(uri());
+  net::distributed_lock holder(service, "compact-wait", {.ttl = 10s});
+  holder.lock();
+  constexpr int waiters = 3;
+  std::atomic<int> inside{0};
+  std::atomic<int> most_inside{0};
+  std::mutex order_mutex;
+  std::vector<int> order;
+  std::vector<std::uint64_t> tokens;
+  std::vector<std::string> errors(waiters);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < waiters; ++w) {
+    threads.emplace_back([&, w] {
+      net::distributed_lock lock(service, "compact-wait", {.ttl = 10s});
+      try {
+        lock.lock();
+        const int now_inside = inside.fetch_add(1) + 1;
+        int seen = most_inside.load();
+        while (now_inside > seen && !most_inside.compare_exchange_weak(seen, now_inside)) {
+        }
+        {
+          std::lock_guard g(order_mutex);
+          order.push_back(w);
+          tokens.push_back(lock.token().value());
+        }
+        std::this_thread::sleep_for(20ms);  // a critical section others could overlap
+        inside.fetch_sub(1);
+        lock.unlock();
+      } catch (const std::exception& e) {
+        errors[w] = e.what();
+      }
+    });
+    ASSERT_TRUE(hwsync::test::eventually([&] { return keys_of("compact-wait") == w + 2; }));
+  }
+  // Every waiter has its key; give the last one time to register its watch
+  // (a watch made after the compaction is fine too: it starts from a read
+  // made after it or is refused and reads again).
+  std::this_thread::sleep_for(200ms);
+  etcd::client c({cluster_->endpoint(0)});
+  compact_past(c, c.get("/hwsync-test/compaction-filler").revision);
+  holder.unlock();
+  for (auto& t : threads) t.join();
+  for (int w = 0; w < waiters; ++w) EXPECT_EQ(errors[w], "") << "waiter " << w;
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(most_inside.load(), 1);
+  ASSERT_EQ(tokens.size(), static_cast<std::size_t>(waiters));
+  EXPECT_GT(tokens[0], holder.token().value());
+  EXPECT_LT(tokens[0], tokens[1]);
+  EXPECT_LT(tokens[1], tokens[2]);
+  EXPECT_EQ(keys_of("compact-wait"), 0);
+}
+
+// One distributed_lock keeps one lease across its acquisitions (etcd's
+// Mutex on a Session): lock+unlock writes the key and deletes it, nothing
+// else; two locks of one service never share a key.
+TEST_F(EtcdLock, AcquisitionsOfOneLockReuseItsSessionAndLocksNeverShareAKey) {
+  watchdog dog("AcquisitionsReuseTheSession", 60s);
+  net::lock_service service(uri());
+  net::distributed_lock a(service, "session", {.ttl = 5s});
+  net::distributed_lock b(service, "session", {.ttl = 5s});
+  const std::string p = "/hwsync/locks/session/";
+  std::int64_t lease_of_a = 0;
+  for (int i = 0; i < 3; ++i) {
+    a.lock();
+    const auto held = raw_client().get(p, {.range_end = etcd::prefix_end(p)});
+    ASSERT_EQ(held.kvs.size(), 1u);
+    if (i == 0) lease_of_a = held.kvs[0].lease;
+    EXPECT_EQ(held.kvs[0].lease, lease_of_a) << "acquisition " << i << " granted a new lease";
+    a.unlock();
+    EXPECT_EQ(keys_of("session"), 0);
+  }
+  // Idle, the session's lease is still alive (its keeper renews it).
+  EXPECT_TRUE(raw_client().lease_time_to_live(lease_of_a).has_value());
+  a.lock();
+  EXPECT_FALSE(b.try_lock());
+  EXPECT_FALSE(b.try_lock_for(200ms));
+  EXPECT_EQ(keys_of("session"), 1);
+  a.unlock();
+  ASSERT_TRUE(b.try_lock());
+  const auto held = raw_client().get(p, {.range_end = etcd::prefix_end(p)});
+  ASSERT_EQ(held.kvs.size(), 1u);
+  EXPECT_NE(held.kvs[0].lease, lease_of_a);
+  b.unlock();
+}
+
+// A lock whose session was lost while it sat idle (its lease revoked from
+// outside) starts a new session at its next acquisition.
+TEST_F(EtcdLock, LockWhoseIdleSessionWasLostAcquiresOnANewSession) {
+  watchdog dog("IdleSessionLost", 60s);
+  net::lock_service service(uri());
+  net::distributed_lock lock(service, "idle-loss", {.ttl = 3s});
+  const std::string p = "/hwsync/locks/idle-loss/";
+  lock.lock();
+  const std::int64_t first_lease =
+      raw_client().get(p, {.range_end = etcd::prefix_end(p)}).kvs.at(0).lease;
+  const net::fencing_token first = lock.token();
+  lock.unlock();
+  raw_client().revoke_lease(first_lease);
+  lock.lock();  // whether or not the keeper noticed the loss yet
+  const auto held = raw_client().get(p, {.range_end = etcd::prefix_end(p)});
+  ASSERT_EQ(held.kvs.size(), 1u);
+  EXPECT_NE(held.kvs[0].lease, first_lease);
+  EXPECT_GT(lock.token(), first);
+  EXPECT_FALSE(lock.lost());
+  lock.unlock();
 }
 
 // --- across processes --------------------------------------------------------

@@ -3,32 +3,45 @@
 //
 //   etcd://host:port[,host:port...][/key/prefix]   (prefix default /hwsync/locks)
 //
-// A lock NAME is the key range <prefix>/NAME/. An acquisition grants a lease
-// of the lock's ttl (rounded up to whole seconds; etcd raises a TTL below
-// its minimum, about 1.5 election timeouts) and puts <prefix>/NAME/<lease id
-// in hex> with that lease in a txn guarded by create_revision == 0. The
-// waiters are ordered by create_revision (FIFO: etcd assigns revisions in
-// commit order); the holder is the oldest key. A waiter watches only the
-// deletion of its immediate predecessor (the newest key created before its
-// own), from the revision of the read that found it, so a release wakes one
-// waiter, not the herd, and a deletion between the read and the watch is
-// replayed, not missed. When no predecessor is left it re-reads its own key
-// to confirm its lease still holds it — never a phantom acquisition after
-// the lease expired during the wait. The fencing token is that key's
-// create_revision: etcd's revisions increase strictly across the whole
-// store, so every later acquisition of the name (a later key) has a larger
-// one, for as long as etcd keeps its data (it survives restarts and member
-// loss with a quorum; not a cluster rebuilt from scratch).
+// A lock NAME is the key range <prefix>/NAME/. Each distributed_lock keeps
+// one session (hwsync/net/etcd_session.hpp: a lease of the lock's ttl,
+// rounded up to whole seconds, kept alive by the session's keeper thread)
+// from its first acquisition until it is destroyed, as etcd's own Mutex runs
+// on a Session: an acquisition puts <prefix>/NAME/<lease id in hex> under
+// that lease in a txn guarded by create_revision == 0, and a release only
+// deletes the key — two Raft writes per lock+unlock instead of four (no
+// LeaseGrant, no LeaseRevoke). The key stays unique: one session belongs to
+// one distributed_lock, which holds or waits for a name at most once at a
+// time. The session is replaced when it is lost (the next acquisition grants
+// a new lease) or when an acquisition asks for another ttl.
 //
-// While waiting, this backend keeps its own lease alive (every ttl/3 on a
-// LeaseKeepAlive stream); while held, distributed_lock's lease keeper does
-// it through renew(). A wait that passes its deadline, fails, or finds the
-// lease gone revokes its lease (which deletes its key). Release deletes the key
-// only while it is still this acquisition's (create_revision compare) and
-// revokes the lease.
+// The waiters are ordered by create_revision (FIFO: etcd assigns revisions
+// in commit order); the holder is the oldest key. A waiter reads, in one
+// read-only txn, the newest key created before its own (its predecessor)
+// and its own key; it watches only the predecessor's deletion, from the
+// revision of that read, so a release wakes one waiter, not the herd, and a
+// deletion between the read and the watch is replayed, not missed. A watch
+// whose start revision etcd compacted meanwhile (at its creation or later)
+// sends the waiter back to the read. Its own key gone means its lease
+// expired during the wait: lease_lost, never a phantom acquisition. The
+// fencing token is the key's create_revision: etcd's revisions increase
+// strictly across the whole store, so every later acquisition of the name
+// (a later key, or the same key put again) has a larger one, for as long as
+// etcd keeps its data (it survives restarts and member loss with a quorum;
+// not a cluster rebuilt from scratch).
+//
+// While held, distributed_lock's lease keeper calls renew(), which refreshes
+// the session's lease on a stream of its own (proving it alive at that
+// moment) and answers false once the session is lost, so lost() fires. A
+// wait that passes its deadline or fails deletes the waiter key (guarded by
+// its create_revision). A release or that deletion that fails on the wire
+// closes the session instead: revoking the lease deletes the key now (on a
+// new connection, maybe to another member), or at the lease's expiry at
+// the latest, and the next acquisition starts a new session.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,25 +49,44 @@
 #include <utility>
 #include <vector>
 
+#include "etcd_wait.hpp"
+#include "hwsync/mutex.hpp"
 #include "hwsync/net/etcd_client.hpp"
+#include "hwsync/net/etcd_lock_test_hooks.hpp"
+#include "hwsync/net/etcd_session.hpp"
 #include "hwsync/net/lock_backend.hpp"
 
 namespace hwsync::net::etcd {
+
+namespace test_hooks {
+namespace {
+hwsync::mutex hook_mutex;
+std::function<void(std::int64_t)> before_predecessor_watch;  // guarded by hook_mutex
+}  // namespace
+
+void set_before_predecessor_watch(std::function<void(std::int64_t read_revision)> hook) {
+  std::lock_guard g(hook_mutex);
+  before_predecessor_watch = std::move(hook);
+}
+}  // namespace test_hooks
 
 namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-std::string hex(std::int64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 std::chrono::seconds lease_seconds(milliseconds ttl) {
   const auto s = std::chrono::ceil<std::chrono::seconds>(ttl);
   return std::max(s, std::chrono::seconds(1));
+}
+
+void run_before_predecessor_watch(std::int64_t read_revision) {
+  std::function<void(std::int64_t)> hook;
+  {
+    std::lock_guard g(test_hooks::hook_mutex);
+    hook = test_hooks::before_predecessor_watch;
+  }
+  if (hook) hook(read_revision);
 }
 
 class etcd_lock final : public backend_lock {
@@ -63,8 +95,8 @@ class etcd_lock final : public backend_lock {
       : client_(std::move(c)), prefix_(std::move(range_prefix)), owner_(std::move(owner)) {}
 
   ~etcd_lock() override {
-    // A lock dropped while held or waiting gives its key back at once
-    // rather than at lease expiry.
+    // A lock dropped while waiting gives its key back at once; the
+    // session's destructor then revokes the lease.
     if (mine_) abandon();
   }
 
@@ -78,7 +110,7 @@ class etcd_lock final : public backend_lock {
   std::optional<fencing_token> acquire_until(milliseconds ttl, steady_time deadline) override {
     try {
       if (enqueue(ttl)) return fencing_token(static_cast<std::uint64_t>(mine_->revision));
-      if (wait_for_predecessors(ttl, deadline)) {
+      if (wait_for_predecessors(deadline)) {
         return fencing_token(static_cast<std::uint64_t>(mine_->revision));
       }
       abandon();
@@ -97,7 +129,7 @@ class etcd_lock final : public backend_lock {
   }
 
   bool renew(milliseconds, steady_time deadline) override {
-    if (!mine_) return false;
+    if (!mine_ || !session_ || session_->lost()) return false;
     try {
       if (!keepalive_) keepalive_ = std::make_unique<lease_keepalive>(*client_, deadline);
       keepalive_->keep_alive(mine_->lease, deadline);
@@ -114,21 +146,15 @@ class etcd_lock final : public backend_lock {
     const held h = *mine_;
     mine_.reset();
     keepalive_.reset();
-    bool released = false;
     try {
-      released = client_
-                     ->txn({compare::create_revision(h.key, compare::result::equal, h.revision)},
-                           {operation::erase(h.key)})
-                     .succeeded;
+      return client_
+          ->txn({compare::create_revision(h.key, compare::result::equal, h.revision)},
+                {operation::erase(h.key)})
+          .succeeded;
     } catch (...) {
-      // The connection failed mid-release: revoking the lease (on a new
-      // connection, maybe to another member) still frees the key now
-      // rather than at lease expiry.
-      revoke_quietly(h.lease, h.ttl);
+      end_session();  // the key may still be there: the revocation takes it
       throw;
     }
-    revoke_quietly(h.lease, h.ttl);
-    return released;
   }
 
   bool lease_expires() const noexcept override { return true; }
@@ -137,8 +163,14 @@ class etcd_lock final : public backend_lock {
   struct held {
     std::int64_t lease = 0;
     std::string key;
-    std::int64_t revision = 0;    // the key's create_revision = the token
-    std::chrono::seconds ttl{0};  // as granted
+    std::int64_t revision = 0;  // the key's create_revision = the token
+  };
+
+  // What a waiter's read found: the newest key created before its own.
+  struct turn {
+    std::int64_t revision = 0;  // the store's revision at the read
+    std::optional<std::string> predecessor;
+    bool own_key_present = false;  // with our create_revision
   };
 
   range_options first_created() const {
@@ -149,117 +181,148 @@ class etcd_lock final : public backend_lock {
     return o;
   }
 
-  // Grants a lease, puts our key under it unless present (it cannot be: the
-  // lease is new; the compare is the algorithm's guard), and reads the
+  // The live session for a lock of `ttl`, started if there is none (or the
+  // last one was lost, or had another ttl).
+  session& session_for(milliseconds ttl) {
+    const std::chrono::seconds seconds = lease_seconds(ttl);
+    if (session_ && (session_->lost() || session_seconds_ != seconds)) end_session();
+    if (!session_) {
+      session_ = std::make_unique<session>(*client_, seconds);
+      session_seconds_ = seconds;
+    }
+    return *session_;
+  }
+
+  // Revokes the session's lease (its key goes with it) and forgets the
+  // session; the next acquisition starts a new one. Failures are ignored:
+  // the lease then expires by itself within its TTL, its keeper stopped.
+  void end_session() noexcept {
+    keepalive_.reset();
+    if (!session_) return;
+    try {
+      session_->close();
+    } catch (...) {
+    }
+    session_.reset();
+  }
+
+  // Puts our key under the session's lease unless present, and reads the
   // oldest key of the name in the same txn. True if ours is the oldest.
   bool enqueue(milliseconds ttl) {
-    const lease_grant lease = client_->grant_lease(lease_seconds(ttl));
-    held h{lease.id, prefix_ + hex(lease.id), 0, lease.ttl};
-    try {
-      const txn_result r = client_->txn(
-          {compare::create_revision(h.key, compare::result::equal, 0)},
-          {operation::put(h.key, owner_, lease.id), operation::get(prefix_, first_created())},
-          {operation::get(h.key), operation::get(prefix_, first_created())});
-      if (r.results.size() != 2 || (!r.succeeded && r.results[0].range.kvs.empty())) {
+    for (int attempt = 1;; ++attempt) {
+      const session& s = session_for(ttl);
+      const std::int64_t lease = s.lease();
+      const std::string key = prefix_ + detail::lease_hex(lease);
+      txn_result r;
+      try {
+        r = client_->txn(
+            {compare::create_revision(key, compare::result::equal, 0)},
+            {operation::put(key, owner_, lease), operation::get(prefix_, first_created())},
+            {operation::get(prefix_, first_created())});
+      } catch (const net::error& e) {
+        // The put may have landed: ending the session takes the key with it.
+        end_session();
+        // A lease that expired while the lock sat idle (its keeper could not
+        // reach etcd in time): etcd refuses the put; a new session may not.
+        if (e.code() == errc::lease_lost && attempt == 1) continue;
+        throw;
+      }
+      if (!r.succeeded) {
+        // Our key is still there from an acquisition whose release did not
+        // land. Taking it over would hand out its token a second time: end
+        // the session (the key goes with the lease) and start a new one.
+        end_session();
+        if (attempt == 1) continue;
+        throw net::error(errc::protocol_error,
+                         "etcd lock " + prefix_ + ": expected our new key " + key +
+                             " to be absent, got it present under a new session's lease");
+      }
+      if (r.results.size() != 2) {
+        end_session();
         throw net::error(errc::protocol_error,
                          "etcd lock " + prefix_ +
-                             ": expected the txn to answer our key and the oldest key, got " +
+                             ": expected the txn to answer our put and the oldest key, got " +
                              std::to_string(r.results.size()) + " results");
       }
-      h.revision = r.succeeded ? r.revision : r.results[0].range.kvs[0].create_revision;
-      mine_ = h;
+      mine_ = held{lease, key, r.revision};
       const auto& oldest = r.results[1].range.kvs;
-      return oldest.empty() || oldest[0].create_revision == h.revision;
-    } catch (...) {
-      revoke_quietly(lease.id, lease.ttl);
-      throw;
+      return oldest.empty() || oldest[0].create_revision == r.revision;
     }
   }
 
-  // Waits until no key older than ours is left (or `deadline`), keeping our
-  // lease alive meanwhile; then confirms our key still exists. False when
-  // the deadline passed; throws lease_lost when the lease expired.
-  bool wait_for_predecessors(milliseconds ttl, steady_time deadline) {
-    const milliseconds keepalive_every = std::max(ttl / 3, milliseconds(100));
-    auto next_keepalive = steady_clock::now() + keepalive_every;
-    lease_keepalive keeper(*client_, deadline);
-    auto keep_alive_if_due = [&] {
-      if (steady_clock::now() < next_keepalive) return;
-      try {
-        keeper.keep_alive(mine_->lease, std::min(deadline, steady_clock::now() + ttl));
-      } catch (const net::error& e) {
-        if (e.code() != errc::lease_lost) throw;
-        throw net::error(errc::lease_lost, "etcd lock " + prefix_ +
-                                               ": expected our waiter's lease alive while "
-                                               "waiting, got it expired: " +
-                                               e.what());
-      }
-      next_keepalive = steady_clock::now() + keepalive_every;
-    };
+  // One read-only txn (one linearizable read): the newest key older than
+  // ours, and our own key.
+  turn read_turn() {
+    range_options before_me;
+    before_me.range_end = prefix_end(prefix_);
+    before_me.sort = range_options::order::descending_create;
+    before_me.limit = 1;
+    before_me.keys_only = true;
+    before_me.max_create_revision = mine_->revision - 1;
+    const txn_result r =
+        client_->txn({}, {operation::get(prefix_, before_me), operation::get(mine_->key)});
+    if (r.results.size() != 2) {
+      throw net::error(errc::protocol_error,
+                       "etcd lock " + prefix_ +
+                           ": expected the read to answer our predecessor and our key, got " +
+                           std::to_string(r.results.size()) + " results");
+    }
+    turn t;
+    t.revision = r.revision;
+    if (!r.results[0].range.kvs.empty()) t.predecessor = r.results[0].range.kvs[0].key;
+    const auto& own = r.results[1].range.kvs;
+    t.own_key_present = !own.empty() && own[0].create_revision == mine_->revision;
+    return t;
+  }
+
+  // Waits until no key older than ours is left (true) or `deadline` passes
+  // (false). Throws lease_lost when the session is lost or our key is gone
+  // (the lease expired during the wait).
+  bool wait_for_predecessors(steady_time deadline) {
+    const std::string what = "etcd lock " + prefix_ + " (waiter key " + mine_->key + ")";
     for (;;) {
-      range_options before_me;
-      before_me.range_end = prefix_end(prefix_);
-      before_me.sort = range_options::order::descending_create;
-      before_me.limit = 1;
-      before_me.max_create_revision = mine_->revision - 1;
-      const range_result predecessor = client_->get(prefix_, before_me);
-      if (predecessor.kvs.empty()) break;
-      watch w(*client_, predecessor.kvs[0].key, {}, predecessor.revision + 1);
-      bool deleted = false;
-      while (!deleted) {
-        if (steady_clock::now() >= deadline) return false;
-        std::optional<std::vector<event>> events;
-        try {
-          events = w.next(std::min(deadline, next_keepalive));
-        } catch (const net::error& e) {
-          // Compacted past our start revision: read the predecessors again.
-          if (e.code() == errc::protocol_error && w.compacted_revision() != 0) break;
-          throw;
-        }
-        if (events) {
-          deleted = std::any_of(events->begin(), events->end(),
-                                [](const event& ev) { return ev.what == event::type::erase; });
-        }
-        keep_alive_if_due();
+      session_->throw_if_lost(what);
+      const turn t = read_turn();
+      if (!t.own_key_present) {
+        throw net::error(errc::lease_lost,
+                         what +
+                             ": expected our waiter key to still exist, got it gone "
+                             "(the session's lease expired while waiting)");
+      }
+      if (!t.predecessor) return true;
+      run_before_predecessor_watch(t.revision);
+      // A deletion (true), or a start revision etcd compacted away (also
+      // true): read again either way. The watch is made inside
+      // wait_for_event's handling of compaction and connection failures.
+      if (!detail::wait_for_event(*client_, session_.get(), what, *t.predecessor, {},
+                                  t.revision + 1, event::type::erase, deadline)) {
+        return false;
       }
     }
-    // No key older than ours: ours is the lock — if it still exists. A lease
-    // that expired during the wait took the key with it.
-    const range_result own = client_->get(mine_->key);
-    if (own.kvs.empty() || own.kvs[0].create_revision != mine_->revision) {
-      throw net::error(errc::lease_lost, "etcd lock " + prefix_ + ": expected our waiter key " +
-                                             mine_->key +
-                                             " to still exist when our turn came, got it gone "
-                                             "(the session's lease expired while waiting)");
-    }
-    return true;
   }
 
-  // Gives our key back: revoking the lease deletes the key with it.
+  // Gives our key back (a guarded delete); if that fails on the wire, ends
+  // the session, whose revocation or expiry takes the key.
   void abandon() noexcept {
     if (!mine_) return;
     const held h = *mine_;
     mine_.reset();
     keepalive_.reset();
-    revoke_quietly(h.lease, h.ttl);
-  }
-
-  // Revokes `lease`, ignoring failures, and waits at most its TTL: by then
-  // it has expired by itself anyway. (etcd 3.4 holds a proposal made while
-  // the cluster has no leader until its request timeout, 7 s by default,
-  // which would otherwise stall every cleanup after a leader crash.)
-  void revoke_quietly(std::int64_t lease, std::chrono::seconds ttl) noexcept {
     try {
-      client_->revoke_lease(lease, steady_clock::now() + ttl);
+      client_->txn({compare::create_revision(h.key, compare::result::equal, h.revision)},
+                   {operation::erase(h.key)});
     } catch (...) {
+      end_session();
     }
   }
 
   std::shared_ptr<client> client_;
   std::string prefix_;  // <prefix>/NAME/
   std::string owner_;
+  std::unique_ptr<session> session_;         // kept across acquisitions
+  std::chrono::seconds session_seconds_{0};  // the ttl session_ was asked for
   std::optional<held> mine_;
-  std::unique_ptr<lease_keepalive> keepalive_;
+  std::unique_ptr<lease_keepalive> keepalive_;  // renew()'s stream
 };
 
 class etcd_backend final : public lock_backend {

@@ -16,6 +16,7 @@ constexpr const char* kv_range = "/etcdserverpb.KV/Range";
 constexpr const char* kv_put = "/etcdserverpb.KV/Put";
 constexpr const char* kv_delete_range = "/etcdserverpb.KV/DeleteRange";
 constexpr const char* kv_txn = "/etcdserverpb.KV/Txn";
+constexpr const char* compact_method = "/etcdserverpb.KV/Compact";
 constexpr const char* lease_grant_method = "/etcdserverpb.Lease/LeaseGrant";
 constexpr const char* lease_revoke_method = "/etcdserverpb.Lease/LeaseRevoke";
 constexpr const char* lease_keepalive_method = "/etcdserverpb.Lease/LeaseKeepAlive";
@@ -340,6 +341,17 @@ txn_result client::txn(const std::vector<compare>& compares, const std::vector<o
     out.results.push_back(std::move(result));
   }
   return out;
+}
+
+std::int64_t client::compact(std::int64_t revision, steady_time deadline) {
+  pb::CompactionRequest r;
+  r.set_revision(revision);
+  // physical: etcd answers only once the old revisions are gone from its
+  // backend, so a watch from before `revision` is refused from then on.
+  r.set_physical(true);
+  const auto response =
+      decode<pb::CompactionResponse>(unary(compact_method, encode(r), deadline), compact_method);
+  return response.header().revision();
 }
 
 lease_grant client::grant_lease(std::chrono::seconds ttl, steady_time deadline) {

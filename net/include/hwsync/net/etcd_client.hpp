@@ -254,6 +254,13 @@ class client {
   txn_result txn(const std::vector<compare>& compares, const std::vector<operation>& success,
                  const std::vector<operation>& failure = {}, steady_time deadline = no_deadline);
 
+  // Discards the history before `revision` (etcd's KV.Compact, physical:
+  // answered once it is gone); a watch or read of an older revision then
+  // fails with compacted_error / grpc_error. Returns the store's revision.
+  // Throws grpc_error(protocol_error) for a revision already compacted or
+  // in the future.
+  std::int64_t compact(std::int64_t revision, steady_time deadline = no_deadline);
+
   lease_grant grant_lease(std::chrono::seconds ttl, steady_time deadline = no_deadline);
   // Throws grpc_error(lease_lost) if etcd does not know the lease.
   void revoke_lease(std::int64_t id, steady_time deadline = no_deadline);

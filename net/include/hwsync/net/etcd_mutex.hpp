@@ -1,7 +1,7 @@
 // hwsync/net/etcd_mutex.hpp — etcd::mutex: etcd's concurrency.Mutex on a
 // session (hwsync/net/etcd_session.hpp), for code that holds several locks
 // and elections under one lease and wants them all to end together. The
-// lock_service's etcd:// backend (one lease per acquisition) is the other
+// lock_service's etcd:// backend (one session per distributed_lock) is the other
 // way to the same algorithm; both use the key layout <prefix>/<lease hex>,
 // so an etcd::mutex on "/hwsync/locks/NAME" excludes and is excluded by
 // distributed_lock("etcd://...", NAME), and etcd::guarded_store fences its
