@@ -70,6 +70,7 @@ pb::RangeRequest range_request(std::string_view key, const range_options& o) {
   r.set_count_only(o.count_only);
   r.set_min_create_revision(o.min_create_revision);
   r.set_max_create_revision(o.max_create_revision);
+  r.set_serializable(o.serializable);
   return r;
 }
 

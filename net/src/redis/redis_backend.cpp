@@ -121,10 +121,11 @@ class redis_lock final : public backend_lock {
   bool lease_expires() const noexcept override { return true; }
 
   // The coroutine forms: the same scripts, pipelined with every other
-  // command on the connection; no thread waits. A busy lock is retried
-  // after the same bounded backoff (capped by the holder's remaining lease),
-  // slept on the ring: the pub/sub subscriber blocks its caller, so
-  // coroutines do not use it yet (docs/distributed-locks.md).
+  // command on the connection; no thread waits. A busy lock is waited for
+  // as the blocking form does (the release channel, confirmed before the
+  // next attempt; a release message, the holder's remaining lease or the
+  // backoff, whichever comes first), sleeping on the ring, and the stop
+  // token cancels the wait.
   task<std::optional<fencing_token>> async_try_acquire(std::chrono::milliseconds ttl) override {
     // Named, not braced in the call: GCC 12 miscompiles a braced list
     // argument inside co_await ("array used as initializer").
@@ -137,15 +138,23 @@ class redis_lock final : public backend_lock {
   task<std::optional<fencing_token>> async_acquire_until(std::chrono::milliseconds ttl,
                                                          steady_time deadline,
                                                          std::stop_token stop) override {
+    if (stop.stop_requested()) throw error(errc::cancelled, cancelled_message());
+    if (auto token = co_await async_try_acquire(ttl)) co_return token;
+    const auto sub = co_await services_->waiters.async_subscribe(channel_);
+    if (!co_await sub->async_confirmed(std::min(deadline, now() + services_->command_timeout),
+                                       stop)) {
+      throw error(errc::cancelled, cancelled_message());
+    }
     auto backoff = first_backoff;
     for (;;) {
       if (stop.stop_requested()) throw error(errc::cancelled, cancelled_message());
+      const std::uint64_t seen = sub->generation();
       if (auto token = co_await async_try_acquire(ttl)) co_return token;
       const steady_time t = now();
       if (t >= deadline) co_return std::nullopt;
       auto pause = backoff;
       if (holder_pttl_ms_ > 0) pause = std::min(pause, std::chrono::milliseconds(holder_pttl_ms_));
-      if (!co_await sleep_until(ring::default_ring(), std::min(deadline, t + pause), stop)) {
+      if (!co_await sub->async_wait_for_change(seen, std::min(deadline, t + pause), stop)) {
         throw error(errc::cancelled, cancelled_message());
       }
       backoff = std::min(backoff * 2, last_backoff);

@@ -27,8 +27,9 @@
 //                etcd's own refusals (grpc-status != 0) are grpc_error, a
 //                net::error carrying the gRPC status and etcd's message; a
 //                lease etcd does not know is errc::lease_lost.
-//   Ordering     Each call is linearizable as etcd makes it (no serializable
-//                reads are issued). Revisions in results are etcd's.
+//   Ordering     Each call is linearizable as etcd makes it, except a range
+//                the caller marks serializable (range_options). Revisions in
+//                results are etcd's.
 //   Deadlines    Every call takes an absolute steady_clock deadline
 //                (no_deadline = none); options.call_timeout applies when the
 //                caller passes none.
@@ -148,6 +149,12 @@ struct range_options {
   bool count_only = false;
   std::int64_t min_create_revision = 0;  // 0: no bound
   std::int64_t max_create_revision = 0;  // 0: no bound
+  // Answered from the serving member's own applied state, without a Raft
+  // round trip (ReadIndex): a real committed state, but possibly older than
+  // the newest one. Only for callers that can tell a stale answer from its
+  // contents (the lock's waiter: its own key present proves the state is at
+  // least its enqueue revision).
+  bool serializable = false;
 };
 
 // One comparison of a txn: key's <target> <result> <operand>.
