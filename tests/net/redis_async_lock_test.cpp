@@ -3,7 +3,8 @@
 // flight from one thread on one connection, mixed with blocking threads on
 // the same names and connection; exact counts and strictly increasing
 // tokens; lost() after a server restart; cancellation through a
-// stop_token; and the default (a thread per call) on file://.
+// stop_token; waiting on the release channel; and the default (a thread
+// per call) on file://.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -218,10 +219,57 @@ TEST(RedisAsyncLock, WaiterGetsTheLockAfterTheHolderReleases) {
     std::this_thread::sleep_for(50ms);
     holder.unlock();
   });
-  const net::fencing_token t = net::sync_wait(waiter.async_lock());
+  // Caught here, so that a failure is reported after the join instead of
+  // ending the process through a joinable thread's destructor.
+  std::optional<net::fencing_token> t;
+  std::string failure;
+  try {
+    t = net::sync_wait(waiter.async_lock());
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
   releaser.join();
-  EXPECT_GT(t, holder.token());
+  ASSERT_TRUE(t) << failure;
+  EXPECT_GT(*t, holder.token());
   net::sync_wait(waiter.async_unlock());
+}
+
+// A coroutine waiting in async_lock subscribes to the lock's release
+// channel (it waits for the message, not only for its backoff) and drops
+// the subscription once it has the lock.
+TEST(RedisAsyncLock, AsyncWaiterSubscribesToTheReleaseChannel) {
+  watchdog dog("AsyncWaiterSubscribes", 120s);
+  redis_server server;
+  net::lock_service service(server.uri());
+  net::distributed_lock holder(service, "async-pubsub", {.ttl = 60s});
+  net::distributed_lock waiter(service, "async-pubsub", {.ttl = 60s});
+  holder.lock();
+  const net::fencing_token held = holder.token();
+  std::atomic<bool> waiter_has_it{false};
+  std::thread waiting([&] {
+    const net::fencing_token t = net::sync_wait(waiter.async_lock());
+    waiter_has_it = t > held;
+    net::sync_wait(waiter.async_unlock());
+  });
+  const std::string channel = "hwsync:lock:{async-pubsub}:released";
+  const auto numsub = [&](int n) {
+    return "*2\r\n$" + std::to_string(channel.size()) + "\r\n" + channel +
+           "\r\n:" + std::to_string(n) + "\r\n";
+  };
+  EXPECT_TRUE(eventually(
+      [&] {
+        return server.command({"PUBSUB", "NUMSUB", channel}) == numsub(1);
+      },
+      30s));
+  EXPECT_FALSE(waiter_has_it.load());
+  holder.unlock();
+  waiting.join();
+  EXPECT_TRUE(waiter_has_it.load());
+  EXPECT_TRUE(eventually(
+      [&] {
+        return server.command({"PUBSUB", "NUMSUB", channel}) == numsub(0);
+      },
+      30s));
 }
 
 // file:// has no coroutine forms of its own: the defaults run its blocking

@@ -1,6 +1,7 @@
 // The redis:// backend against real redis-server processes
 // (tests/support/redis_server.hpp): locking and tokens, try_lock_for's
-// deadline, waiters on pub/sub, pipelining from many threads, the fenced
+// deadline, waiters on pub/sub (blocking and coroutine sleepers on the
+// subscriber), pipelining from many threads, the fenced
 // store, mutual exclusion across processes, the Kleppmann scenario, a
 // restarted and a SIGSTOPped server, a fake server sending garbage, a
 // refused connection and bad URIs.
@@ -20,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <latch>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -31,6 +33,7 @@
 #include "hwsync/net/lock_service.hpp"
 #include "hwsync/net/redis_fenced_write.hpp"
 #include "redis/connection.hpp"
+#include "redis/subscriber.hpp"
 #include "support/child_process.hpp"
 #include "support/net_test.hpp"
 #include "support/redis_server.hpp"
@@ -217,6 +220,102 @@ TEST(RedisConnection, ConcurrentCallersOnAStalledServerAllTimeOutThenRecover) {
   }
   server.sigcont();
   EXPECT_EQ(conn.call({"PING"}, std::chrono::steady_clock::now() + 30s).text, "PONG");
+}
+
+// A coroutine sleeping on the subscriber (async_wait_for_change, as
+// async_lock waits) is woken by a message on its channel, by the loss of
+// the pub/sub connection and by its stop token; never by its deadline here
+// (an hour away: the watchdog fails the test long before). After the loss
+// it reconnects and hears messages again.
+TEST(RedisSubscriber, AsyncSleeperWakesOnMessageLossAndStopNotItsDeadline) {
+  watchdog dog("AsyncSleeper", 120s);
+  redis_server server;
+  hwsync::net::redis::subscriber subs("127.0.0.1", static_cast<std::uint16_t>(server.port()));
+  const std::string channel = "hwsync:test:async-sleeper";
+  const auto sub = net::sync_wait(subs.async_subscribe(channel));
+  ASSERT_TRUE(sub->confirmed(std::chrono::steady_clock::now() + 30s));
+  const auto an_hour = [] { return std::chrono::steady_clock::now() + 1h; };
+  const auto subscribed = [&] {
+    return server.command({"PUBSUB", "NUMSUB", channel}) ==
+           "*2\r\n$" + std::to_string(channel.size()) + "\r\n" + channel + "\r\n:1\r\n";
+  };
+
+  // A message.
+  std::uint64_t seen = sub->generation();
+  std::thread publisher([&] { server.command({"PUBLISH", channel, "released"}); });
+  EXPECT_TRUE(net::sync_wait(sub->async_wait_for_change(seen, an_hour(), {})));
+  publisher.join();
+  EXPECT_NE(sub->generation(), seen);
+
+  // The stop token.
+  std::stop_source stop;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(50ms);
+    stop.request_stop();
+  });
+  EXPECT_FALSE(
+      net::sync_wait(sub->async_wait_for_change(sub->generation(), an_hour(), stop.get_token())));
+  stopper.join();
+
+  // The loss of the connection (the server restarts): a release may have
+  // gone unheard, so the sleeper must retry.
+  // (restart() on this thread: the server dies with the thread that
+  // started it.)
+  seen = sub->generation();
+  std::atomic<bool> woken{false};
+  std::thread sleeper(
+      [&] { woken = net::sync_wait(sub->async_wait_for_change(seen, an_hour(), {})); });
+  server.restart();
+  sleeper.join();
+  EXPECT_TRUE(woken.load());
+
+  // Reconnected (by the next wait) and subscribed again: messages wake it.
+  seen = sub->generation();
+  std::thread late_publisher([&] {
+    ASSERT_TRUE(eventually(subscribed, 30s));
+    server.command({"PUBLISH", channel, "released"});
+  });
+  EXPECT_TRUE(net::sync_wait(sub->async_wait_for_change(seen, an_hour(), {})));
+  late_publisher.join();
+  EXPECT_NE(sub->generation(), seen);
+}
+
+// Regression: the reader coroutine's recv was submitted from whichever
+// thread started it (in WaiterGetsTheLockAfterTheHolderReleases, a blocking
+// caller handing the reader role on, then exiting). The kernel runs a
+// completion's work on the submitting thread, and cancels it when that
+// thread is exiting at the time, so the reply failed as a missed deadline
+// (-ECANCELED without a stop request reads as ETIME). Here a thread starts
+// a coroutine's PING and exits at once, while the reply is on its way;
+// the window is narrow, so it is tried many times (bounded in iterations
+// and seconds).
+TEST(RedisConnection, CoroutineReaderSurvivesTheExitOfTheThreadThatStartedIt) {
+  watchdog dog("ReaderOutlivesItsStarter", 120s);
+  redis_server server;
+  hwsync::net::redis::connection conn("127.0.0.1", static_cast<std::uint16_t>(server.port()));
+  const auto give_up_at = std::chrono::steady_clock::now() + 20s;
+  int tries = 0;
+  for (; tries < 400 && std::chrono::steady_clock::now() < give_up_at; ++tries) {
+    std::latch finished(1);
+    std::string failure;
+    auto ping = [&]() -> net::task<void> {
+      std::string bytes;
+      hwsync::net::redis::append_command(bytes, {"PING"});
+      try {
+        auto replies = co_await conn.async_exchange(std::move(bytes), 1,
+                                                    std::chrono::steady_clock::now() + 30s, "PING");
+        if (replies.front().text != "PONG") failure = "got " + replies.front().describe();
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+      finished.count_down();
+    };
+    std::thread starter([&] { net::ring::detach(ping()); });
+    starter.join();
+    finished.wait();
+    ASSERT_EQ(failure, "") << "try " << tries;
+  }
+  EXPECT_GT(tries, 0);
 }
 
 TEST(RedisFencedStore, RefusesStaleTokensComparingAll64Bits) {

@@ -184,7 +184,18 @@ void deliver(connection::state& st, std::string_view bytes, const pending_batch*
 // left. Never throws: failures go to fail_all.
 void send_commands(connection::state& st, std::string_view bytes, steady_time deadline);
 
-task<void> read_for_coroutines(std::shared_ptr<connection::state> st) {
+// Runs on the loop thread: a ring operation belongs to the thread that
+// submitted it, and the kernel cancels one whose thread has exited before
+// it completed (a recv waiting for data completes with -ECANCELED, which
+// the ring reports as a missed deadline). The reader is started by
+// whichever thread needs it (a blocking caller handing the role on, a
+// coroutine's first call from a user thread), which may exit while the
+// reader still waits for others' replies; so its recvs are submitted from
+// the loop thread, which lives as long as the ring. Regression test:
+// WaiterGetsTheLockAfterTheHolderReleases (the releasing thread handed the
+// reader role to the waiting coroutine, then exited).
+task<void> read_for_coroutines(std::shared_ptr<connection::state> st, ring& r) {
+  if (!r.on_loop_thread()) co_await r.async(io_request{});  // a nop: resumes on the loop
   for (;;) {
     steady_time deadline = no_deadline;
     {
@@ -297,7 +308,7 @@ void pass_reader_role(const std::shared_ptr<connection::state>& st) {
     }
   }
   if (coroutine_reads) {
-    ring::detach(read_for_coroutines(st));
+    ring::detach(read_for_coroutines(st, *next->resume_ring));
   } else if (next) {
     next->done.release();
   }
@@ -482,7 +493,12 @@ task<std::vector<reply>> connection::async_exchange(std::string commands, std::s
   batch->deadline = deadline;
   batch->resume_ring = ring_;
   std::shared_ptr<state> st = current();
-  if (!st) st = install(co_await tcp_connection::async_connect(host_, port_, deadline, {}, *ring_));
+  if (!st) {
+    // Connected from the loop thread, for the reason read_for_coroutines
+    // gives: the caller's thread may be one that exits meanwhile.
+    if (!ring_->on_loop_thread()) co_await ring_->async(io_request{});
+    st = install(co_await tcp_connection::async_connect(host_, port_, deadline, {}, *ring_));
+  }
   {
     std::vector<wake_up> wakes;
     try {
@@ -498,7 +514,7 @@ task<std::vector<reply>> connection::async_exchange(std::string commands, std::s
     std::lock_guard q(st->queue_mutex);
     if (!batch->finished && !st->reader_active) start_reader = st->reader_active = true;
   }
-  if (start_reader) ring::detach(read_for_coroutines(st));
+  if (start_reader) ring::detach(read_for_coroutines(st, *ring_));
   co_await batch_finished{st.get(), batch.get()};
   std::lock_guard q(st->queue_mutex);
   if (batch->failure) {

@@ -101,8 +101,13 @@ struct subscriber::shared {
 namespace {
 
 // The reader: every reply on a subscribed connection is a push,
-// [kind, channel, payload-or-count]. Runs on the ring's loop thread.
-task<void> read_pushes(std::shared_ptr<subscriber::shared> sh, std::shared_ptr<link> ln) {
+// [kind, channel, payload-or-count]. Runs on the ring's loop thread: it is
+// started by whichever thread connects, which may exit, and the kernel
+// cancels a ring operation whose submitting thread has exited (see
+// read_for_coroutines in connection.cpp), which here would read as a lost
+// connection.
+task<void> read_pushes(std::shared_ptr<subscriber::shared> sh, std::shared_ptr<link> ln, ring& r) {
+  if (!r.on_loop_thread()) co_await r.async(io_request{});  // a nop: resumes on the loop
   std::array<char, 4096> buffer;
   try {
     for (;;) {
@@ -190,7 +195,7 @@ void subscriber::install(tcp_connection tcp) {
   if (cur) cur->stop.request_stop();
   auto ln = std::make_shared<link>();
   ln->tcp = std::move(tcp);
-  ring::detach(read_pushes(shared_, ln));
+  ring::detach(read_pushes(shared_, ln, *ring_));
   cur = ln;
   std::vector<std::string> wanted;
   {
