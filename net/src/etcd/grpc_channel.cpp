@@ -274,6 +274,13 @@ void grpc_channel::start_reader() {
 task<void> grpc_channel::reader(std::shared_ptr<grpc_channel> self) {
   std::array<char, 16384> buffer;
   const std::stop_token stop = self->stop_.get_token();
+  // Onto the loop thread before the first recv: io_uring ties a request to
+  // the thread that submitted it, and a recv still waiting for bytes when
+  // that thread exits completes with -ECANCELED (the connecting thread may
+  // be a short-lived one; the redis connection pins the same case with
+  // CoroutineReaderSurvivesTheExitOfTheThreadThatStartedIt).
+  ring& loop = ring::default_ring();
+  if (!loop.on_loop_thread()) co_await loop.async(io_request{});
   for (;;) {
     std::size_t n = 0;
     try {
