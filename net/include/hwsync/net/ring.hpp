@@ -6,7 +6,13 @@
 //   Threads       One ring = one io_uring instance + one loop thread that
 //                 reaps completions. Any thread may submit (submissions are
 //                 serialized by an hwsync::mutex around the submission
-//                 queue); only the loop thread reaps. ring::default_ring()
+//                 queue); only the loop thread reaps. io_uring ties a
+//                 request to the thread that submitted it: one still
+//                 waiting for readiness (a recv on an idle socket) when
+//                 that thread exits completes with -ECANCELED. Submit
+//                 long-lived operations (a connection's reader) from the
+//                 loop thread: `co_await ring.async(io_request{})` (a nop)
+//                 moves a coroutine there. ring::default_ring()
 //                 is the process-wide ring, started on first use and never
 //                 destroyed (so a completion arriving during exit never finds
 //                 it gone).
