@@ -60,6 +60,8 @@ std::uint64_t wait_unlocked(const std::atomic<std::uint64_t>& s) noexcept {
 
 namespace detail {
 
+std::atomic<unlock_hook> test_after_unlock{nullptr};
+
 constinit thread_local thread_slot slot
     __attribute__((tls_model("initial-exec"))) = {nullptr, nullptr};
 
@@ -412,8 +414,10 @@ void transaction::write_back() noexcept {
 }
 
 void transaction::unlock_write_set(std::uint64_t wv) noexcept {
-  for (const held_lock& h : locks_)
+  for (const held_lock& h : locks_) {
     stripes[h.stripe].store(detail::unlocked_word(wv), std::memory_order_release);
+    detail::after_stripe_unlock(h.stripe);
+  }
   locks_.clear();
 }
 
@@ -471,6 +475,7 @@ void transaction::commit_multi() {
         committed();
         return;
       }
+      if (writes_.size() <= 2 && commit_small()) return;
       if (!lock_write_set(false)) abort(&statistics::aborts_locked);
       if (runtime.serial_gate.load(std::memory_order_seq_cst) & detail::gate_serial) {
         release_locks();
@@ -502,6 +507,76 @@ void transaction::commit_multi() {
       return;
     }
   }
+}
+
+// The logged commit of one or two word-sized tvars (a transfer, a counter
+// pair): the same protocol as the general path in commit_multi(), with the
+// stripes in locals instead of the locks_ log and no loop. Returns false,
+// holding nothing, where the general path must decide: a larger tvar or a
+// shared_ptr, a stripe locked by someone else or lost to a racing CAS
+// (the general path's bounded wait), or a written stripe newer than rv
+// (its validation compares against the version the lock replaced).
+bool transaction::commit_small() {
+  const detail::write_entry& a = writes_[0];
+  const detail::write_entry& b = writes_[writes_.size() - 1];  // a again for one entry
+  if (a.words == nullptr || a.count != 1 || b.words == nullptr || b.count != 1) return false;
+  const std::uint64_t mine = detail::locked_word(owner_id_);
+  std::atomic<std::uint64_t>& sa = stripes[a.stripe];
+  std::atomic<std::uint64_t>& sb = stripes[b.stripe];
+  std::uint64_t wa = sa.load(std::memory_order_relaxed);
+  if (detail::is_locked(wa) || detail::version_of(wa) > rv_) return false;
+  // seq_cst: the Dekker pair with the serial gate (enter_serial).
+  if (!sa.compare_exchange_strong(wa, mine, std::memory_order_seq_cst, std::memory_order_relaxed))
+    return false;
+  std::uint64_t wb = wa;
+  if (&sb != &sa) {
+    wb = sb.load(std::memory_order_relaxed);
+    if (detail::is_locked(wb) || detail::version_of(wb) > rv_ ||
+        !sb.compare_exchange_strong(wb, mine, std::memory_order_seq_cst,
+                                    std::memory_order_relaxed)) {
+      sa.store(wa, std::memory_order_release);
+      return false;
+    }
+  }
+  const auto release = [&] {
+    sa.store(wa, std::memory_order_release);
+    if (&sb != &sa) sb.store(wb, std::memory_order_release);
+  };
+  if (runtime.serial_gate.load(std::memory_order_seq_cst) & detail::gate_serial) {
+    release();
+    abort(&statistics::aborts_serial);
+  }
+  const std::uint64_t wv = take_commit_version();
+  // Both written stripes had a version <= rv when locked and stay locked,
+  // so a read-set entry this commit holds is valid as it is (in the bank,
+  // every entry): only the others are loaded. seq_cst as in validate_reads().
+  for (const std::uint32_t idx : read_set_) {
+    const std::uint64_t w = stripes[idx].load(std::memory_order_seq_cst);
+    if (w != mine && (detail::is_locked(w) || detail::version_of(w) > rv_)) {
+      release();
+      commit_state_.store(0, std::memory_order_release);
+      abort(&statistics::aborts_validation);
+    }
+  }
+  // Release stores: the seqlock argument, as in write_back().
+  a.words[0].store(arena_[a.offset], std::memory_order_release);
+  b.words[0].store(arena_[b.offset], std::memory_order_release);
+  // One store per stripe held: once unlocked, a stripe may be locked by
+  // another committer at once, and a second unlock store to it would
+  // release that committer's lock (lost updates under the tsan preset:
+  // OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock).
+  sa.store(detail::unlocked_word(wv), std::memory_order_release);
+  detail::after_stripe_unlock(a.stripe);
+  if (&sb != &sa) {
+    sb.store(detail::unlocked_word(wv), std::memory_order_release);
+    detail::after_stripe_unlock(b.stripe);
+  }
+  finish_write_back();
+  rv_ = wv - 1;  // as in commit_multi()
+  if (read_set_.size() >= advance_after_reads) rv_ = detail::advance_clock(wv);
+  count(&statistics::update_commits);
+  committed();
+  return true;
 }
 
 void transaction::commit_serial() {

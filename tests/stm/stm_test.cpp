@@ -493,6 +493,75 @@ TEST(Stm, ACommitStillValidatesReadsOutsideItsWriteSet) {
   EXPECT_GE(d.aborts_validation, 1u) << d.describe();
 }
 
+// The bug: the loop-free commit of one or two word tvars stored the unlock
+// word into its second stripe even when both tvars were on one stripe (a
+// one-tvar write set, or two tvars sharing a stripe), so the stripe was
+// unlocked twice. Another committer that locked it between the two stores
+// lost its lock to the second one; a third then committed over it, and one
+// of the two wrote back a stale value (seen as lost updates of the sequence
+// tvar in StmStress.RedBlackTreeMatchesASequentialReplay under the tsan
+// preset). The debug-checks hook runs right after each unlock store: it
+// locks the stripe as another committer would, and the commit must leave
+// that lock alone.
+namespace unlock_twice {
+std::atomic<std::uint32_t> watched{0};
+std::atomic<std::uint64_t> unlocked_word_seen{0};
+std::atomic<int> hook_calls{0};
+std::atomic<bool> intruder_locked{false};
+// An owner id no descriptor has (ids count up from 1).
+constexpr std::uint64_t intruder = std::uint64_t{1} << 40;
+void lock_like_another_committer(std::uint32_t stripe) {
+  if (stripe != watched.load() || hook_calls.fetch_add(1) != 0) return;
+  std::uint64_t w = stm::detail::stripes[stripe].load();
+  if (stm::detail::is_locked(w)) return;  // the check below fails: no intruder
+  unlocked_word_seen.store(w);
+  intruder_locked.store(
+      stm::detail::stripes[stripe].compare_exchange_strong(w, stm::detail::locked_word(intruder)));
+}
+}  // namespace unlock_twice
+
+TEST(Stm, OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock) {
+  if constexpr (!hwsync::debug::checks_enabled) {
+    GTEST_SKIP() << "needs the unlock hook of a debug-checks build (tsan preset)";
+  } else {
+    namespace u = unlock_twice;
+    hwsync::test::watchdog dog("OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock", 60s);
+    tuning_scope ts(multi_threaded_paths());
+    // Two tvars on one stripe (see TwoTvarsOnOneStripeCommitTogether).
+    const std::size_t n = (std::size_t{1} << 21) + 1;
+    auto cells = std::make_unique<stm::tvar<long>[]>(n);
+    const std::uint32_t first = stm::detail::stripe_index(&cells[0]);
+    std::size_t twin = 0;
+    for (std::size_t i = 1; i < n && twin == 0; ++i)
+      if (stm::detail::stripe_index(&cells[i]) == first) twin = i;
+    ASSERT_NE(twin, 0u) << "no tvar shares the first one's stripe";
+    stm::tvar<long>& a = cells[0];
+    stm::tvar<long>& b = cells[twin];
+    auto check = [&](const char* write_set, auto body) {
+      stm::atomically(body);  // the site runs logged from here on
+      u::watched.store(first);
+      u::hook_calls.store(0);
+      u::intruder_locked.store(false);
+      stm::detail::test_after_unlock.store(&u::lock_like_another_committer);
+      stm::atomically(body);
+      stm::detail::test_after_unlock.store(nullptr);
+      ASSERT_TRUE(u::intruder_locked.load()) << write_set << ": the hook did not run unlocked";
+      EXPECT_EQ(stm::detail::stripes[first].load(), stm::detail::locked_word(u::intruder))
+          << write_set << ": the commit released a lock it did not hold";
+      EXPECT_EQ(u::hook_calls.load(), 1) << write_set << ": unlock stores to the stripe";
+      stm::detail::stripes[first].store(u::unlocked_word_seen.load());  // the intruder leaves
+    };
+    check("one tvar", [&](auto& tx) { tx.write(a, tx.read(a) + 1); });
+    check("two tvars on one stripe", [&](auto& tx) {
+      tx.write(a, tx.read(a) - 1);
+      tx.write(b, tx.read(b) + 1);
+    });
+    // +1 twice, then -1 twice with b +1 twice.
+    EXPECT_EQ(a.unsafe_load(), 0);
+    EXPECT_EQ(b.unsafe_load(), 2);
+  }
+}
+
 TEST(StmHybrid, EmulatedHardwareTransactionsCommitAndAreCounted) {
   tuning_scope ts(multi_threaded_paths());
   hwsync::htm::policy_emulation_scope emu(hwsync::htm::emulation_config::never_abort());

@@ -18,8 +18,10 @@
 //                 increment: wv = c + 1 may be shared by concurrent
 //                 committers), revalidates the read set, writes back, and
 //                 unlocks with version wv (a commit that read 8 tvars or
-//                 more then advances the clock to wv). docs/stm.md, "The
-//                 clock", has the opacity argument.
+//                 more then advances the clock to wv). One or two written
+//                 word tvars take the same steps without loops
+//                 (commit_small). docs/stm.md, "The clock", has the
+//                 opacity argument.
 //   Modes         (chosen per attempt, see begin())
 //                 read_only      no read log; a version newer than rv aborts
 //                                (it advances the clock first, so the rerun
@@ -130,6 +132,20 @@ struct write_entry {
 };
 
 enum class abandon_cause : std::uint8_t { retry, abort, exception };
+
+// Debug-checks builds only: called right after a commit stores the unlocked
+// word of a stripe it held, so a test can lock that stripe "between" two
+// steps of the commit and check that nothing the commit does afterwards
+// touches it (stm_test: OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock).
+// Release builds compile the call away.
+using unlock_hook = void (*)(std::uint32_t stripe);
+extern std::atomic<unlock_hook> test_after_unlock;
+inline void after_stripe_unlock(std::uint32_t stripe) noexcept {
+  if constexpr (debug::checks_enabled) {
+    if (const unlock_hook h = test_after_unlock.load(std::memory_order_acquire)) [[unlikely]]
+      h(stripe);
+  }
+}
 
 // Per thread: the running transaction and the thread's descriptor.
 // initial-exec: one %fs-relative access from inline code, no
@@ -465,6 +481,7 @@ class transaction {
   void extend(std::uint64_t seen);
   void wait_for_owner(std::uint64_t waited_ticks) noexcept;
   bool validate_reads() const noexcept;
+  bool commit_small();
   bool lock_write_set(bool wait);
   void release_locks() noexcept;
   void write_back() noexcept;
