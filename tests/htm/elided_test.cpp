@@ -278,6 +278,53 @@ TEST(HtmElidedRegression, PolicyHoldsAreReleasedAfterTheBackendTurnsOff) {
   EXPECT_FALSE(m.underlying().is_locked());
 }
 
+TEST(HtmElided, ScopedLockHoldsAndReleasesOnEveryBackend) {
+  htm::elided<hwsync::mutex> m;
+  {
+    htm::elided<hwsync::mutex>::scoped_lock g(m);
+    EXPECT_EQ(m.underlying().is_locked(), htm::active_backend() == htm::backend::off);
+  }
+  EXPECT_FALSE(m.underlying().is_locked());
+  {
+    htm::policy_emulation_scope scope(htm::emulation_config::never_abort());
+    {
+      htm::elided<hwsync::mutex>::scoped_lock g(m);
+      EXPECT_TRUE(htm::transaction::in_transaction());
+    }
+    EXPECT_FALSE(htm::transaction::in_transaction());
+    EXPECT_EQ(m.stats().commits, 1u);
+    htm::emulation_config always_capacity = htm::emulation_config::never_abort();
+    always_capacity.capacity = 1.0;
+    htm::policy_emulation_scope capacity(always_capacity);
+    {
+      htm::elided<hwsync::mutex>::scoped_lock g(m);
+      EXPECT_FALSE(htm::transaction::in_transaction());
+      EXPECT_TRUE(m.underlying().is_locked());
+    }
+    EXPECT_FALSE(m.underlying().is_locked());
+    EXPECT_EQ(m.stats().fallbacks, 1u);
+  }
+  EXPECT_TRUE(m.try_lock());
+  m.unlock();
+}
+
+// scoped_lock decides its release when it acquires: a plain hold taken with
+// the backend off is released as one even after a policy scope began.
+TEST(HtmElidedRegression, ScopedPlainHoldIsReleasedAfterTheBackendChanges) {
+  if (htm::active_backend() != htm::backend::off)
+    GTEST_SKIP() << "backend is " << htm::to_string(htm::active_backend());
+  htm::elided<hwsync::mutex> m;
+  std::optional<htm::elided<hwsync::mutex>::scoped_lock> g;
+  g.emplace(m);
+  {
+    htm::policy_emulation_scope scope(htm::emulation_config::never_abort());
+    EXPECT_TRUE(m.underlying().is_locked());
+    g.reset();  // released while the backend is policy_emulation
+    EXPECT_FALSE(m.underlying().is_locked());
+  }
+  EXPECT_EQ(m.stats().commits, 0u);
+}
+
 TEST(HtmElidedPolicyEmulation, CommitsAndSeesATransactionInside) {
   htm::policy_emulation_scope scope(htm::emulation_config::never_abort());
   htm::elided<hwsync::mutex> m;
