@@ -23,8 +23,7 @@
 //                   lock() returning: hwsync_etcd (two distributed_locks) and
 //                   grpcpp_sync (the same calls the backend's wait makes:
 //                   a read-only Txn "range(newest key older than ours) +
-//                   range(own key)", both serializable, linearizable again
-//                   if it does not show our key, a Watch of the predecessor from the
+//                   range(own key)", a Watch of the predecessor from the
 //                   read's revision + 1 until its DELETE, the read-only Txn
 //                   again). Target: hwsync_etcd p50 <= 1.5x
 //                   txn_round_trip/hwsync_etcd p50.
@@ -569,10 +568,9 @@ class grpc_lock {
     return first.kvs_size() == 0 || first.kvs(0).create_revision() == revision_;
   }
 
-  // The backend's read_turn(), one read-only Txn (serializable first, then
-  // linearizable if it does not show our key), and its watch.
+  // The backend's read_turn(), one read-only Txn, and its watch.
   void wait_for_predecessors() {
-    for (bool serializable = true;;) {
+    for (;;) {
       pb::TxnRequest t;
       pb::RangeRequest* before_me = t.add_success()->mutable_request_range();
       before_me->set_key(prefix_);
@@ -582,10 +580,7 @@ class grpc_lock {
       before_me->set_sort_order(pb::RangeRequest::DESCEND);
       before_me->set_keys_only(true);
       before_me->set_max_create_revision(revision_ - 1);
-      before_me->set_serializable(serializable);
-      pb::RangeRequest* own = t.add_success()->mutable_request_range();
-      own->set_key(key_);
-      own->set_serializable(serializable);
+      t.add_success()->mutable_request_range()->set_key(key_);
       pb::TxnResponse r;
       {
         grpc::ClientContext ctx;
@@ -594,13 +589,8 @@ class grpc_lock {
       if (r.responses_size() != 2) throw peer_error("grpc++ wait: expected two ranges");
       const auto& mine = r.responses(1).response_range();
       if (mine.kvs_size() == 0 || mine.kvs(0).create_revision() != revision_) {
-        if (serializable) {
-          serializable = false;
-          continue;
-        }
         throw peer_error("grpc++ wait: our key was gone when our turn came");
       }
-      serializable = true;
       const auto& predecessor = r.responses(0).response_range();
       if (predecessor.kvs_size() == 0) return;
       await_deletion(predecessor.kvs(0).key(), r.header().revision() + 1);

@@ -250,28 +250,19 @@ class etcd_lock final : public backend_lock {
     }
   }
 
-  // One read-only txn: the newest key older than ours, and our own key.
-  // Serializable (no Raft round trip, etcd skips ReadIndex when every range
-  // of a read-only txn is) is enough when it shows our own key: that key
-  // exists only from our enqueue revision on, so the answer is a committed
-  // state at or after it, in which "no key older than ours" means we hold
-  // the lock (a linearizable read proves no more: the lease can expire right
-  // after either). A member behind our enqueue shows no key of ours: read
-  // again, linearizably, before calling the lease lost. A member behind the
-  // predecessor's deletion shows it still there: the watch from that older
-  // revision delivers the deletion again at once.
-  turn read_turn(bool serializable) {
+  // One read-only txn (one linearizable read): the newest key older than
+  // ours, and our own key. Not serializable: a member that lags behind the
+  // expiry of our lease would still show our key (and no predecessor) after
+  // etcd has given the lock to the next waiter: a phantom acquisition.
+  turn read_turn() {
     range_options before_me;
     before_me.range_end = prefix_end(prefix_);
     before_me.sort = range_options::order::descending_create;
     before_me.limit = 1;
     before_me.keys_only = true;
     before_me.max_create_revision = mine_->revision - 1;
-    before_me.serializable = serializable;
-    range_options own_key;
-    own_key.serializable = serializable;
     const txn_result r =
-        client_->txn({}, {operation::get(prefix_, before_me), operation::get(mine_->key, own_key)});
+        client_->txn({}, {operation::get(prefix_, before_me), operation::get(mine_->key)});
     if (r.results.size() != 2) {
       throw net::error(errc::protocol_error,
                        "etcd lock " + prefix_ +
@@ -293,8 +284,7 @@ class etcd_lock final : public backend_lock {
     const std::string what = "etcd lock " + prefix_ + " (waiter key " + mine_->key + ")";
     for (;;) {
       session_->throw_if_lost(what);
-      turn t = read_turn(true);
-      if (!t.own_key_present) t = read_turn(false);
+      const turn t = read_turn();
       if (!t.own_key_present) {
         throw net::error(errc::lease_lost,
                          what +

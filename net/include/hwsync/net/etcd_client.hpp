@@ -151,9 +151,9 @@ struct range_options {
   std::int64_t max_create_revision = 0;  // 0: no bound
   // Answered from the serving member's own applied state, without a Raft
   // round trip (ReadIndex): a real committed state, but possibly older than
-  // the newest one. Only for callers that can tell a stale answer from its
-  // contents (the lock's waiter: its own key present proves the state is at
-  // least its enqueue revision).
+  // the newest one, by any amount on a member cut off from the leader. The
+  // coordination recipes never use it: a stale "our key is still there" is
+  // how phantom holders happen.
   bool serializable = false;
 };
 
