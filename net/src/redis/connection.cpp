@@ -419,6 +419,21 @@ void enqueue_and_send(connection::state& st, const std::shared_ptr<pending_batch
   }
 }
 
+// enqueue_and_send under the connection's send mutex. On a failure, wakes
+// the callers whose batches it ended, outside every lock, and rethrows.
+void send_batch(hwsync::mutex& send_mutex, connection::state& st,
+                const std::shared_ptr<pending_batch>& batch, std::string_view commands,
+                steady_time deadline) {
+  std::vector<wake_up> wakes;
+  try {
+    std::lock_guard g(send_mutex);
+    enqueue_and_send(st, batch, commands, deadline, wakes);
+  } catch (...) {
+    wake_all(wakes);
+    throw;
+  }
+}
+
 // Suspends a coroutine until its batch has finished (not at all if it has).
 struct batch_finished {
   connection::state* st;
@@ -442,16 +457,7 @@ std::vector<reply> connection::exchange(std::string commands, std::size_t count,
   batch->deadline = deadline;
   std::shared_ptr<state> st = current();
   if (!st) st = install(tcp_connection::connect(host_, port_, deadline, {}, *ring_));
-  {
-    std::vector<wake_up> wakes;
-    try {
-      std::lock_guard g(send_mutex_);
-      enqueue_and_send(*st, batch, commands, deadline, wakes);
-    } catch (...) {
-      wake_all(wakes);
-      throw;
-    }
-  }
+  send_batch(send_mutex_, *st, batch, commands, deadline);
   // Read the replies ourselves if nobody is reading; otherwise wait until
   // the reader has completed our batch or handed us its role.
   bool reading;
@@ -499,16 +505,7 @@ task<std::vector<reply>> connection::async_exchange(std::string commands, std::s
     if (!ring_->on_loop_thread()) co_await ring_->async(io_request{});
     st = install(co_await tcp_connection::async_connect(host_, port_, deadline, {}, *ring_));
   }
-  {
-    std::vector<wake_up> wakes;
-    try {
-      std::lock_guard g(send_mutex_);
-      enqueue_and_send(*st, batch, commands, deadline, wakes);
-    } catch (...) {
-      wake_all(wakes);
-      throw;
-    }
-  }
+  send_batch(send_mutex_, *st, batch, commands, deadline);
   bool start_reader = false;
   {
     std::lock_guard q(st->queue_mutex);
