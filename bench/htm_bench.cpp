@@ -150,8 +150,7 @@ struct contended_run {
   std::uint64_t operations = 0;
   bool consistent = true;
   double cycles_per_op() const {
-    return static_cast<double>(team.wall_ticks) /
-           static_cast<double>(operations ? operations : 1);
+    return static_cast<double>(team.wall_ticks) / static_cast<double>(operations ? operations : 1);
   }
 };
 
@@ -344,14 +343,14 @@ void register_all(lock_list<Locks...>) {
                                            bm_contended<Locks>),
               2),
    ...);
-  self_timed(benchmark::RegisterBenchmark(
-                 name("contended_paired", lock_traits<elided_mutex>::id).c_str(),
-                 bm_contended_paired<elided_mutex, hwsync::mutex>),
-             2);
-  self_timed(benchmark::RegisterBenchmark(
-                 name("contended_paired", lock_traits<elided_scoped>::id).c_str(),
-                 bm_contended_paired<elided_scoped, hwsync::mutex>),
-             2);
+  self_timed(
+      benchmark::RegisterBenchmark(name("contended_paired", lock_traits<elided_mutex>::id).c_str(),
+                                   bm_contended_paired<elided_mutex, hwsync::mutex>),
+      2);
+  self_timed(
+      benchmark::RegisterBenchmark(name("contended_paired", lock_traits<elided_scoped>::id).c_str(),
+                                   bm_contended_paired<elided_scoped, hwsync::mutex>),
+      2);
   (self_timed(
        benchmark::RegisterBenchmark(name("read_mostly_table", lock_traits<Locks>::id).c_str(),
                                     bm_read_mostly_table<Locks>),

@@ -150,8 +150,8 @@ status begin_subscribed(backend b, holder& h, void* lock, const lock_ops& ops) {
     // thread taking the lock for real aborts it from here to the commit. So
     // does the backend: unlock() decides inline from it, and a transaction
     // still running after a switch to off would be released as a real hold.
-    if (st.is_started() && (ops.is_locked(lock) ||
-                            current_backend.load(std::memory_order_relaxed) != backend::rtm))
+    if (st.is_started() &&
+        (ops.is_locked(lock) || current_backend.load(std::memory_order_relaxed) != backend::rtm))
       rtm::abort_with(lock_busy_code);
     return st;
   }

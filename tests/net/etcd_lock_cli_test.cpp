@@ -11,12 +11,12 @@
 
 #include <gtest/gtest.h>
 
+#include "etcd_suite.hpp"
 #include "hwsync/net/etcd_client.hpp"
 #include "hwsync/net/lock_service.hpp"
 #include "support/child_process.hpp"
 #include "support/server_process.hpp"
 #include "support/watchdog.hpp"
-#include "etcd_suite.hpp"
 
 namespace {
 
