@@ -31,7 +31,8 @@
 //   before releasing, a branch on a load ahead of the release's locked
 //   instruction: 1.11-1.13x the plain lock with 2 threads contending on the
 //   2-core guest. scoped_lock keeps lock()'s decision for its release and
-//   costs 1.02-1.03x there: prefer it where the lock is contended.
+//   costs about 1.04x there (1.03-1.09 over five paired runs): prefer it
+//   where the lock is contended.
 //   Misuse: unlock() of an elided lock this thread does not hold aborts with
 //   a message when the backend is rtm or policy_emulation (it is Lock's own
 //   misuse when off).
@@ -124,7 +125,7 @@ class elided {
   // waits for the branches before it, so unlock()'s check puts a load's
   // latency between the critical section and the release, which is what a
   // contended hand-off waits for (2 threads contended: unlock() 1.11-1.13x
-  // the plain lock, scoped_lock 1.02-1.03x; docs/htm.md). Same guarantees
+  // the plain lock, scoped_lock about 1.04x; docs/htm.md). Same guarantees
   // as lock()/unlock(); not movable.
   class scoped_lock {
    public:
