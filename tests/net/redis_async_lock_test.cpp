@@ -22,6 +22,7 @@
 
 #include "hwsync/mutex.hpp"
 #include "hwsync/net/lock_service.hpp"
+#include "redis_restart_check.hpp"
 #include "support/net_test.hpp"
 #include "support/redis_server.hpp"
 #include "support/watchdog.hpp"
@@ -155,23 +156,9 @@ TEST(RedisAsyncLock, TryLockSeesABusyLockAndTakesAFreedOne) {
 
 TEST(RedisAsyncLock, RestartedServerLosesTheLeaseAndLostFires) {
   watchdog dog("AsyncRestartedServer", 120s);
-  redis_server server;  // no persistence: the restart forgets the lock
-  net::lock_service service(server.uri());
-  net::distributed_lock lock(service, "async-restart", {.ttl = 1000ms});
-  std::atomic<bool> handler_ran{false};
-  lock.on_lost([&](const net::error& e) {
-    EXPECT_EQ(e.code(), net::errc::lease_lost);
-    handler_ran = true;
-  });
-  net::sync_wait(lock.async_lock());
-  const std::stop_token lost = lock.lost_token();
-  server.restart();
-  EXPECT_TRUE(eventually([&] { return lock.lost(); }, 20s));
-  EXPECT_TRUE(eventually([&] { return handler_ran.load(); }, 20s));
-  EXPECT_TRUE(lost.stop_requested());
-  const auto [code, message] = net_error_of([&] { net::sync_wait(lock.async_unlock()); });
-  EXPECT_EQ(code, net::errc::lease_lost) << message;
-  EXPECT_FALSE(lock.owns_lock());
+  hwsync::test::expect_restart_fires_lost(
+      "async-restart", [](net::distributed_lock& l) { net::sync_wait(l.async_lock()); },
+      [](net::distributed_lock& l) { net::sync_wait(l.async_unlock()); });
 }
 
 TEST(RedisAsyncLock, StopTokenCancelsAWaitingAsyncLock) {

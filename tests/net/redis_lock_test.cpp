@@ -34,6 +34,7 @@
 #include "hwsync/net/redis_fenced_write.hpp"
 #include "redis/connection.hpp"
 #include "redis/subscriber.hpp"
+#include "redis_restart_check.hpp"
 #include "support/child_process.hpp"
 #include "support/net_test.hpp"
 #include "support/redis_server.hpp"
@@ -531,24 +532,9 @@ TEST(RedisServerFixture, ServerDiesWithTheProcessThatStartedIt) {
 
 TEST(RedisLockFailures, RestartedServerLosesTheLeaseAndLostFires) {
   watchdog dog("RestartedServer", 120s);
-  redis_server server;  // no persistence: the restart forgets the lock
-  net::lock_service service(server.uri());
-  net::distributed_lock lock(service, "restart", {.ttl = 1000ms});
-  std::atomic<bool> handler_ran{false};
-  lock.on_lost([&](const net::error& e) {
-    EXPECT_EQ(e.code(), net::errc::lease_lost);
-    handler_ran = true;
-  });
-  lock.lock();
-  const std::stop_token lost = lock.lost_token();
-  server.restart();
-  // Bound: the lease (1 s) plus a renewal period and the reconnect.
-  EXPECT_TRUE(eventually([&] { return lock.lost(); }, 20s));
-  // lost() turns true first, then the handler runs (lock_service.hpp).
-  EXPECT_TRUE(eventually([&] { return handler_ran.load(); }, 20s));
-  EXPECT_TRUE(lost.stop_requested());
-  const auto [code, message] = net_error_of([&] { lock.unlock(); });
-  EXPECT_EQ(code, net::errc::lease_lost) << message;
+  hwsync::test::expect_restart_fires_lost(
+      "restart", [](net::distributed_lock& l) { l.lock(); },
+      [](net::distributed_lock& l) { l.unlock(); });
 }
 
 TEST(RedisLockFailures, TokensSurviveARestartOnlyWithPersistence) {
