@@ -19,6 +19,7 @@
 
 #include "hwsync/sanitizer.hpp"
 #include "support/child_process.hpp"
+#include "support/lock_checks.hpp"
 #include "support/misuse.hpp"
 #include "support/watchdog.hpp"
 
@@ -187,15 +188,7 @@ TYPED_TEST(SemaphoreTest, ReleaseLeavesTheSemaphoreAloneOnceTheWaiterCanReturn) 
   }
 }
 
-// A clock the kernel cannot wait on, running at half the steady rate.
-struct slow_clock {
-  using duration = std::chrono::nanoseconds;
-  using rep = duration::rep;
-  using period = duration::period;
-  using time_point = std::chrono::time_point<slow_clock>;
-  [[maybe_unused]] static constexpr bool is_steady = true;
-  static time_point now() { return time_point(steady::now().time_since_epoch() / 2); }
-};
+using hwsync::test::slow_clock;  // tests/support/lock_checks.hpp
 
 TYPED_TEST(SemaphoreTest, TimedAcquireExpiresOnEveryClockAndLeavesNoTrace) {
   TypeParam s(0);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/lock_checks.hpp"
 #include "support/misuse.hpp"
 
 namespace {
@@ -287,22 +288,7 @@ TYPED_TEST(SharedMutexTest, StdAdaptorsWork) {
 
 TYPED_TEST(SharedMutexTest, ExclusiveUnlockPublishesToReaders) {
   TypeParam m;
-  std::vector<int> data;  // plain memory: only the lock orders it
-  bool ready = false;
-  std::thread producer([&] {
-    std::lock_guard g(m);
-    data.assign(1000, 7);
-    ready = true;
-  });
-  for (;;) {
-    std::shared_lock r(m);
-    if (ready) {
-      ASSERT_EQ(data.size(), 1000u);
-      EXPECT_EQ(data[999], 7);
-      break;
-    }
-  }
-  producer.join();
+  hwsync::test::expect_unlock_publishes<std::shared_lock>(m);
 }
 
 TYPED_TEST(SharedMutexTest, TimedWaitsTimeOutAfterTheDuration) {
@@ -339,15 +325,7 @@ TYPED_TEST(SharedMutexTest, TimedWaitsTimeOutAfterTheDuration) {
   EXPECT_EQ(rest(m), 0u);
 }
 
-// A clock the kernel cannot wait on, running at half the steady rate.
-struct slow_clock {
-  using duration = std::chrono::nanoseconds;
-  using rep = duration::rep;
-  using period = duration::period;
-  using time_point = std::chrono::time_point<slow_clock>;
-  [[maybe_unused]] static constexpr bool is_steady = true;
-  static time_point now() { return time_point(steady::now().time_since_epoch() / 2); }
-};
+using hwsync::test::slow_clock;  // tests/support/lock_checks.hpp
 
 TYPED_TEST(SharedMutexTest, OtherClocksAreWaitedInSteadySlices) {
   TypeParam m;
