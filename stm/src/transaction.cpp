@@ -99,6 +99,11 @@ transaction::~transaction() {
 void transaction::refresh_tuning() noexcept {
   tuning_epoch_ = runtime.tuning_epoch.load(std::memory_order_acquire);
   tuning_ = current_tuning();
+  // Resolve the HTM backend now rather than at the first transaction that
+  // could use it: start() tests "backend off" first, and an unresolved
+  // backend would send every single-thread-mode transaction through the
+  // tests behind it.
+  if (tuning_.hardware_attempts != 0) (void)htm::active_backend();
 }
 
 bool transaction::hardware_backend_active() noexcept {
@@ -164,6 +169,13 @@ void transaction::read_words_slow(std::uint32_t idx, const std::atomic<std::uint
                                   std::uint32_t n, std::uint64_t* out) {
   const word_source ws{src, n};
   read_validated(idx, &load_words, &ws, out);
+}
+
+std::uint64_t transaction::read_word_slow(const void* tv, const std::atomic<std::uint64_t>* src) {
+  if (const detail::write_entry* e = find_write(tv, 0)) return e->value;
+  std::uint64_t out;
+  read_words_slow(detail::stripe_index(tv), src, 1, &out);
+  return out;
 }
 
 void transaction::read_pointer(const void* tv, void (*load)(const void*, void*), void* out) {
@@ -291,13 +303,21 @@ bool transaction::validate_reads() const noexcept {
 void transaction::write_words_logged(const void* tv, std::atomic<std::uint64_t>* dst,
                                      std::uint32_t n, const std::uint64_t* src) {
   if (mode_ == mode::read_only) upgrade();
-  if (const detail::write_entry* e = find_write(tv, floor_)) {
-    std::memcpy(arena_.data() + e->offset, src, n * sizeof(std::uint64_t));
+  if (detail::write_entry* e = find_write(tv, floor_)) {
+    if (n == 1) {
+      e->value = src[0];
+    } else {
+      std::memcpy(arena_.data() + e->offset, src, n * sizeof(std::uint64_t));
+    }
     return;
   }
-  writes_.push_back(
-      {tv, dst, nullptr, detail::stripe_index(tv), static_cast<std::uint32_t>(arena_.size()), n});
-  arena_.append(src, n);
+  if (n == 1) {
+    writes_.push_back({tv, dst, nullptr, detail::stripe_index(tv), 0, 1, src[0]});
+  } else {
+    writes_.push_back({tv, dst, nullptr, detail::stripe_index(tv),
+                       static_cast<std::uint32_t>(arena_.size()), n, 0});
+    arena_.append(src, n);
+  }
   filter_ |= filter_bit(tv);
 }
 
@@ -307,7 +327,7 @@ void transaction::write_pointer(const void* tv, void (*load)(const void*, void*)
   if (mode_ == mode::single_thread) {
     std::shared_ptr<const void> old;
     load(tv, &old);
-    writes_.push_back({tv, nullptr, store, 0, static_cast<std::uint32_t>(pointers_.size()), 0});
+    writes_.push_back({tv, nullptr, store, 0, static_cast<std::uint32_t>(pointers_.size()), 0, 0});
     pointers_.push_back(std::move(old));
     store(tv, p);
     return;
@@ -318,7 +338,7 @@ void transaction::write_pointer(const void* tv, void (*load)(const void*, void*)
     return;
   }
   writes_.push_back({tv, nullptr, store, detail::stripe_index(tv),
-                     static_cast<std::uint32_t>(pointers_.size()), 0});
+                     static_cast<std::uint32_t>(pointers_.size()), 0, 0});
   pointers_.push_back(std::move(p));
   filter_ |= filter_bit(tv);
 }
@@ -404,7 +424,9 @@ void transaction::write_back() noexcept {
   // Release stores: a reader whose value load sees one of them also sees the
   // stripe locked when it re-reads it (the seqlock argument, docs/stm.md).
   for (const detail::write_entry& e : writes_) {
-    if (e.words != nullptr) {
+    if (e.count == 1) {
+      e.words[0].store(e.value, std::memory_order_release);
+    } else if (e.words != nullptr) {
       for (std::uint32_t k = 0; k < e.count; ++k)
         e.words[k].store(arena_[e.offset + k], std::memory_order_release);
     } else {
@@ -449,7 +471,7 @@ void transaction::finish_write_back() {
   if (wake_after_unlock_) wake_retry_waiters();
 }
 
-void transaction::commit_multi() {
+void transaction::commit_general() {
   if (doomed_) throw detail::abort_signal{};
   if (retry_requested_) throw detail::retry_signal{};
   switch (mode_) {
@@ -475,7 +497,8 @@ void transaction::commit_multi() {
         committed();
         return;
       }
-      if (writes_.size() <= 2 && commit_small()) return;
+      // Larger write sets, and those commit_small() declined (commit_multi()
+      // tried it first).
       if (!lock_write_set(false)) abort(&statistics::aborts_locked);
       if (runtime.serial_gate.load(std::memory_order_seq_cst) & detail::gate_serial) {
         release_locks();
@@ -510,26 +533,33 @@ void transaction::commit_multi() {
 }
 
 // The logged commit of one or two word-sized tvars (a transfer, a counter
-// pair): the same protocol as the general path in commit_multi(), with the
-// stripes in locals instead of the locks_ log and no loop. Returns false,
-// holding nothing, where the general path must decide: a larger tvar or a
-// shared_ptr, a stripe locked by someone else or lost to a racing CAS
-// (the general path's bounded wait), or a written stripe newer than rv
-// (its validation compares against the version the lock replaced).
-bool transaction::commit_small() {
+// pair): the same protocol as the general path in commit_general(), with
+// the stripes in locals instead of the locks_ log and no loop. Returns
+// false, holding nothing, where the general path must decide: a larger tvar
+// or a shared_ptr, a stripe locked by someone else or lost to a racing CAS
+// (the general path's bounded wait), or a written stripe newer than rv (its
+// validation compares against the version the lock replaced). Its aborts
+// and its rare endings (retry waiters to wake, a clock to advance) are out
+// of line, so that they add no calls to the committing path.
+// Called by commit_multi() for a logged attempt, not doomed, with one or two
+// write entries.
+inline bool transaction::commit_small() {
   const detail::write_entry& a = writes_[0];
   const detail::write_entry& b = writes_[writes_.size() - 1];  // a again for one entry
-  if (a.words == nullptr || a.count != 1 || b.words == nullptr || b.count != 1) return false;
+  // count is 0 for a shared_ptr entry and the word count otherwise: 1 means
+  // a word tvar (words is not null).
+  if (a.count != 1 || b.count != 1) return false;
   const std::uint64_t mine = detail::locked_word(owner_id_);
   std::atomic<std::uint64_t>& sa = stripes[a.stripe];
   std::atomic<std::uint64_t>& sb = stripes[b.stripe];
+  const bool two_stripes = &sb != &sa;
   std::uint64_t wa = sa.load(std::memory_order_relaxed);
   if (detail::is_locked(wa) || detail::version_of(wa) > rv_) return false;
   // seq_cst: the Dekker pair with the serial gate (enter_serial).
   if (!sa.compare_exchange_strong(wa, mine, std::memory_order_seq_cst, std::memory_order_relaxed))
     return false;
   std::uint64_t wb = wa;
-  if (&sb != &sa) {
+  if (two_stripes) {
     wb = sb.load(std::memory_order_relaxed);
     if (detail::is_locked(wb) || detail::version_of(wb) > rv_ ||
         !sb.compare_exchange_strong(wb, mine, std::memory_order_seq_cst,
@@ -538,45 +568,72 @@ bool transaction::commit_small() {
       return false;
     }
   }
-  const auto release = [&] {
-    sa.store(wa, std::memory_order_release);
-    if (&sb != &sa) sb.store(wb, std::memory_order_release);
-  };
-  if (runtime.serial_gate.load(std::memory_order_seq_cst) & detail::gate_serial) {
-    release();
-    abort(&statistics::aborts_serial);
-  }
+  if (runtime.serial_gate.load(std::memory_order_seq_cst) & detail::gate_serial) [[unlikely]]
+    abort_commit_small(wa, wb, false, &statistics::aborts_serial);
   const std::uint64_t wv = take_commit_version();
   // Both written stripes had a version <= rv when locked and stay locked,
   // so a read-set entry this commit holds is valid as it is (in the bank,
   // every entry): only the others are loaded. seq_cst as in validate_reads().
   for (const std::uint32_t idx : read_set_) {
     const std::uint64_t w = stripes[idx].load(std::memory_order_seq_cst);
-    if (w != mine && (detail::is_locked(w) || detail::version_of(w) > rv_)) {
-      release();
-      commit_state_.store(0, std::memory_order_release);
-      abort(&statistics::aborts_validation);
-    }
+    if (w != mine && (detail::is_locked(w) || detail::version_of(w) > rv_)) [[unlikely]]
+      abort_commit_small(wa, wb, true, &statistics::aborts_validation);
   }
-  // Release stores: the seqlock argument, as in write_back().
-  a.words[0].store(arena_[a.offset], std::memory_order_release);
-  b.words[0].store(arena_[b.offset], std::memory_order_release);
+  // Release stores: the seqlock argument, as in write_back(). In this
+  // order: after an or_else, b may be a newer entry for the same tvar.
+  a.words[0].store(a.value, std::memory_order_release);
+  b.words[0].store(b.value, std::memory_order_release);
   // One store per stripe held: once unlocked, a stripe may be locked by
   // another committer at once, and a second unlock store to it would
   // release that committer's lock (lost updates under the tsan preset:
   // OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock).
   sa.store(detail::unlocked_word(wv), std::memory_order_release);
   detail::after_stripe_unlock(a.stripe);
-  if (&sb != &sa) {
+  if (two_stripes) {
     sb.store(detail::unlocked_word(wv), std::memory_order_release);
     detail::after_stripe_unlock(b.stripe);
   }
-  finish_write_back();
-  rv_ = wv - 1;  // as in commit_multi()
-  if (read_set_.size() >= advance_after_reads) rv_ = detail::advance_clock(wv);
+  commit_state_.store(0, std::memory_order_release);  // finish_write_back(), its first half
+  rv_ = wv - 1;                                       // as in commit_general()
   count(&statistics::update_commits);
-  committed();
+  // What needs a call goes out of line, behind one branch: waking retry
+  // waiters, advancing the clock after a long read set (as in
+  // commit_general()), on_abort callbacks to drop.
+  if (wake_after_unlock_ || read_set_.size() >= advance_after_reads || !on_abort_.empty())
+      [[unlikely]]
+    return finish_commit_small(wv);
+  committed_small();
   return true;
+}
+
+bool transaction::finish_commit_small(std::uint64_t wv) {
+  if (wake_after_unlock_) wake_retry_waiters();
+  if (read_set_.size() >= advance_after_reads) rv_ = detail::advance_clock(wv);
+  if (!on_abort_.empty()) on_abort_.clear();
+  committed_small();
+  return true;
+}
+
+void transaction::commit_multi() {
+  // The hot case first, with nothing on the way to it: a logged attempt
+  // that wrote one or two word tvars (a transfer, a counter pair).
+  if (mode_ == mode::logged && !doomed_ && !retry_requested_ && writes_.size() - 1 < 2 &&
+      commit_small()) [[likely]]
+    return;
+  commit_general();
+}
+
+// commit_small() lost after locking: puts back the words its locks replaced
+// (each stripe once, see the unlock above) and aborts. After
+// take_commit_version() it also tells quiesce() no write-back is coming.
+void transaction::abort_commit_small(std::uint64_t wa, std::uint64_t wb, bool version_taken,
+                                     std::uint64_t statistics::*cause) {
+  const detail::write_entry& a = writes_[0];
+  const detail::write_entry& b = writes_[writes_.size() - 1];
+  stripes[a.stripe].store(wa, std::memory_order_release);
+  if (b.stripe != a.stripe) stripes[b.stripe].store(wb, std::memory_order_release);
+  if (version_taken) commit_state_.store(0, std::memory_order_release);
+  abort(cause);
 }
 
 void transaction::commit_serial() {

@@ -443,6 +443,68 @@ TEST(Stm, TwoTvarsOnOneStripeCommitTogether) {
   EXPECT_EQ(stm::detail::stripes[first].load() & stm::detail::stripe_locked, 0u);
 }
 
+// The logged path's inline reads and writes hand a full log (read set,
+// redo log, value arena) and a tvar the attempt already wrote to the
+// out-of-line path, which grows the log or finds the write. Every
+// transaction size from one tvar to past the logs' first capacities (64
+// reads, 16 write entries, 64 words), multi-word tvars, and an or_else
+// branch that rewrites a tvar the outer transaction wrote: two redo entries
+// for one tvar, of which the commit must store the newer.
+TEST(Stm, LoggedAttemptsGrowTheirLogsAndReadTheirOwnWrites) {
+  tuning_scope ts(multi_threaded_paths());
+  const auto before = stm::process_statistics();
+  constexpr int max_n = 150;
+  auto cells = std::make_unique<stm::tvar<long>[]>(max_n);
+  for (int n = 1; n <= max_n; ++n) {
+    const long reread = stm::atomically([&](stm::transaction& tx) {
+      for (int i = 0; i < n; ++i) tx.write(cells[i], tx.read(cells[i]) + 1);
+      long sum = 0;
+      for (int i = 0; i < n; ++i) sum += tx.read(cells[i]);
+      return sum;
+    });
+    // Cell i < n has been incremented by every transaction of more than i
+    // cells so far, this one included: n - i times.
+    long expected = 0;
+    for (int i = 0; i < n; ++i) expected += n - i;
+    ASSERT_EQ(reread, expected) << "a transaction of " << n << " cells read a stale value";
+  }
+  for (int i = 0; i < max_n; ++i) EXPECT_EQ(cells[i].unsafe_load(), max_n - i) << "cell " << i;
+
+  struct triple {
+    long a, b, c;
+  };
+  constexpr int triples = 40;  // 120 words
+  auto wide = std::make_unique<stm::tvar<triple>[]>(triples);
+  stm::atomically([&](stm::transaction& tx) {
+    for (int i = 0; i < triples; ++i) tx.write(wide[i], triple{i, 2L * i, 3L * i});
+    for (int i = 0; i < triples; ++i) {
+      const triple t = tx.read(wide[i]);
+      EXPECT_EQ(t.a + t.b + t.c, 6L * i);
+    }
+  });
+  for (int i = 0; i < triples; ++i) EXPECT_EQ(wide[i].unsafe_load().c, 3L * i);
+
+  stm::tvar<long> x{0};
+  for (const bool branch_retries : {false, true}) {
+    const long seen = stm::atomically([&](stm::transaction& tx) {
+      tx.write(x, 1);
+      tx.or_else(
+          [&](stm::transaction& t) {
+            t.write(x, 2);
+            if (branch_retries) t.retry();
+          },
+          [&](stm::transaction& t) { t.write(x, 3); });
+      return tx.read(x);
+    });
+    const long want = branch_retries ? 3 : 2;
+    EXPECT_EQ(seen, want);
+    EXPECT_EQ(x.unsafe_load(), want) << "the commit stored the outer write over the branch's";
+  }
+  const auto d = stm::process_statistics() - before;
+  EXPECT_EQ(d.single_thread_commits, 0u) << d.describe();
+  EXPECT_EQ(d.update_commits, static_cast<std::uint64_t>(max_n + 3)) << d.describe();
+}
+
 // A commit trusts a read-set entry it holds locked (its version was <= rv
 // when locked) but must still validate the others: a commit whose written
 // values came from a tvar another thread changed meanwhile aborts and

@@ -37,6 +37,15 @@ class log_buffer {
       grow(size_ + 1);
     data_[size_++] = v;
   }
+  // For a caller that checked has_room() or room(): no growth path, so no
+  // call (the logs' hot paths are inlined into user code).
+  bool has_room() const noexcept { return size_ != capacity_; }
+  std::uint32_t room() const noexcept { return capacity_ - size_; }
+  void push_back_unchecked(const T& v) noexcept { data_[size_++] = v; }
+  void append_unchecked(const T* v, std::uint32_t n) noexcept {
+    for (std::uint32_t i = 0; i < n; ++i) data_[size_ + i] = v[i];
+    size_ += n;
+  }
   void append(const T* v, std::uint32_t n) {
     if (capacity_ - size_ < n) [[unlikely]]
       grow(size_ + n);

@@ -122,13 +122,16 @@ struct site_profile {
   std::atomic<bool> writes{false};
 };
 
+// One redo-log entry. A word tvar's new value sits in the entry itself
+// (the common case costs no arena word); a larger tvar's words in arena_.
 struct write_entry {
   const void* tvar;
   std::atomic<std::uint64_t>* words;  // null for a shared_ptr tvar
   void (*store_pointer)(const void*, const std::shared_ptr<const void>&);
   std::uint32_t stripe;
-  std::uint32_t offset;  // into arena_ (words) or pointers_ (shared_ptr)
-  std::uint32_t count;   // words
+  std::uint32_t offset;  // into arena_ (count > 1) or pointers_ (shared_ptr); else 0
+  std::uint32_t count;   // words: 0 for a shared_ptr tvar
+  std::uint64_t value;   // the new value when count is 1
 };
 
 enum class abandon_cause : std::uint8_t { retry, abort, exception };
@@ -347,21 +350,24 @@ class transaction {
     if (detail::runtime.tuning_epoch.load(std::memory_order_acquire) != tuning_epoch_) [[unlikely]]
       refresh_tuning();
     hardware_wanted_ = false;
+    // First the test that decides where there is no hardware path (no TSX
+    // here): one relaxed load (refresh_tuning() resolved the backend).
+    if (htm::detail::current_backend.load(std::memory_order_relaxed) == htm::backend::off)
+        [[likely]]
+      return;
     if (tuning_.hardware_attempts == 0) return;
     // One thread: the single-thread mode beats any hardware transaction.
     if (tuning_.single_thread_mode &&
         detail::runtime.live_threads.load(std::memory_order_relaxed) == 1)
       return;
-    // One relaxed load where there is no hardware path (no TSX here): the
-    // call resolves the backend and tells rtm from the emulation.
-    hardware_wanted_ =
-        htm::detail::current_backend.load(std::memory_order_relaxed) != htm::backend::off &&
-        hardware_backend_active();
+    // Resolves the backend and tells rtm from the emulation.
+    hardware_wanted_ = hardware_backend_active();
   }
   void refresh_tuning() noexcept;
   static bool hardware_backend_active() noexcept;
   void begin_serial();
   void commit_multi();
+  void commit_general();
 
   struct checkpoint {
     std::uint32_t writes, arena, undo_words;
@@ -394,16 +400,20 @@ class transaction {
   template <class T>
   [[gnu::noinline]] T read_instrumented(const tvar<T>& v) {
     constexpr std::uint32_t n = tvar<T>::word_count;
+    if constexpr (n == 1) {
+      const std::uint64_t w = read_word(&v, v.words_[0]);
+      return tvar<T>::from_words(&w);
+    }
     std::uint64_t buf[n];
     if (const detail::write_entry* e = find_write(&v, 0)) {
-      std::memcpy(buf, arena_.data() + e->offset, sizeof buf);
+      std::memcpy(buf, arena_.data() + e->offset, sizeof buf);  // n > 1: in the arena
     } else {
       read_words(&v, v.words_, n, buf);
     }
     return tvar<T>::from_words(buf);
   }
 
-  const detail::write_entry* find_write(const void* tv, std::uint32_t floor) const noexcept {
+  detail::write_entry* find_write(const void* tv, std::uint32_t floor) noexcept {
     if ((filter_ & filter_bit(tv)) == 0) [[likely]]
       return nullptr;
     for (std::uint32_t i = writes_.size(); i-- > floor;)
@@ -438,6 +448,41 @@ class transaction {
 
   void read_words_slow(std::uint32_t idx, const std::atomic<std::uint64_t>* src, std::uint32_t n,
                        std::uint64_t* out);
+
+  // read_words() for a word tvar, shaped so that its fast paths need no
+  // stack frame: everything that calls (a tvar this attempt wrote, a locked
+  // or newer stripe, a full read log, the serial and hardware modes) is one
+  // tail call to read_word_slow(), which starts over.
+  [[gnu::always_inline]] std::uint64_t read_word(const void* tv,
+                                                 const std::atomic<std::uint64_t>& src) {
+    if ((filter_ & filter_bit(tv)) == 0) [[likely]] {
+      const std::uint32_t idx = detail::stripe_index(tv);
+      std::uint64_t value;
+      if (mode_ == detail::mode::logged && read_set_.has_room()) [[likely]] {
+        if (load_if_consistent(detail::stripes[idx], src, value)) [[likely]] {
+          read_set_.push_back_unchecked(idx);
+          return value;
+        }
+      } else if (mode_ == detail::mode::read_only) {
+        if (load_if_consistent(detail::stripes[idx], src, value)) [[likely]] {
+          ++unlogged_reads_;
+          return value;
+        }
+      }
+    }
+    return read_word_slow(tv, &src);
+  }
+  // The loads of read_words() and their orders, for one word: false where
+  // the stripe is locked, newer than rv, or changed around the load.
+  [[gnu::always_inline]] bool load_if_consistent(const std::atomic<std::uint64_t>& s,
+                                                 const std::atomic<std::uint64_t>& src,
+                                                 std::uint64_t& value) const noexcept {
+    const std::uint64_t w1 = s.load(std::memory_order_seq_cst);
+    if (detail::is_locked(w1) || detail::version_of(w1) > rv_) return false;
+    value = src.load(std::memory_order_acquire);
+    return s.load(std::memory_order_relaxed) == w1;
+  }
+  std::uint64_t read_word_slow(const void* tv, const std::atomic<std::uint64_t>* src);
   void read_pointer(const void* tv, void (*load)(const void*, void*), void* out);
   // Waits for a consistent (unlocked, valid at rv) stripe around `load`.
   void read_validated(std::uint32_t idx, void (*load)(const void*, void*), const void* ctx,
@@ -446,10 +491,17 @@ class transaction {
   [[gnu::always_inline]] void write_words(const void* tv, std::atomic<std::uint64_t>* dst,
                                           std::uint32_t n, const std::uint64_t* src) {
     const std::uint64_t bit = filter_bit(tv);
-    if (mode_ != detail::mode::read_only && (filter_ & bit) == 0) [[likely]] {
-      // A tvar not written yet (the filter has no false negatives).
-      writes_.push_back({tv, dst, nullptr, detail::stripe_index(tv), arena_.size(), n});
-      arena_.append(src, n);
+    if (mode_ != detail::mode::read_only && (filter_ & bit) == 0 && writes_.has_room() &&
+        (n == 1 || arena_.room() >= n)) [[likely]] {
+      // A tvar not written yet (the filter has no false negatives), and the
+      // logs have room: no growth, so no call in the user's function.
+      if (n == 1) {
+        writes_.push_back_unchecked({tv, dst, nullptr, detail::stripe_index(tv), 0, 1, src[0]});
+      } else {
+        writes_.push_back_unchecked(
+            {tv, dst, nullptr, detail::stripe_index(tv), arena_.size(), n, 0});
+        arena_.append_unchecked(src, n);
+      }
       filter_ |= bit;
       return;
     }
@@ -473,6 +525,27 @@ class transaction {
     floor_ = 0;
     unlogged_reads_ = 0;
   }
+  // committed() after commit_small(), which only a logged attempt with one
+  // or two word entries reaches: clears what such an attempt fills (the
+  // caller clears on_abort_, rarely filled, out of line). The rest is empty
+  // already: pointers_ and arena_ (they hold the values of shared_ptr and
+  // multi-word entries, and every entry left is a word tvar's; a rolled-back
+  // or_else branch shrank them with its entries), locks_ (commit_small()
+  // holds its stripes in locals), undo_words_ (the single-thread mode's),
+  // unlogged_reads_ (the read-only mode's); floor_ is 0 outside or_else().
+  // Debug-checks builds check that.
+  void committed_small() noexcept {
+    if constexpr (debug::checks_enabled) {
+      if (!pointers_.empty() || !arena_.empty() || !locks_.empty() || !undo_words_.empty() ||
+          unlogged_reads_ != 0 || floor_ != 0)
+        debug::misuse("hwsync::stm::transaction", this,
+                      "internal: a log commit_small() does not clear was not empty");
+    }
+    detail::slot.current = nullptr;
+    read_set_.clear();
+    writes_.clear();
+    filter_ = 0;
+  }
   void write_pointer(const void* tv, void (*load)(const void*, void*),
                      void (*store)(const void*, const std::shared_ptr<const void>&),
                      std::shared_ptr<const void> p);
@@ -481,7 +554,12 @@ class transaction {
   void extend(std::uint64_t seen);
   void wait_for_owner(std::uint64_t waited_ticks) noexcept;
   bool validate_reads() const noexcept;
-  bool commit_small();
+  // Inlined into commit_multi(), its only caller.
+  [[gnu::always_inline]] inline bool commit_small();
+  [[noreturn, gnu::cold, gnu::noinline]] void abort_commit_small(std::uint64_t wa, std::uint64_t wb,
+                                                                 bool version_taken,
+                                                                 std::uint64_t statistics::*cause);
+  [[gnu::noinline]] bool finish_commit_small(std::uint64_t wv);
   bool lock_write_set(bool wait);
   void release_locks() noexcept;
   void write_back() noexcept;
