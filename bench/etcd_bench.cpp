@@ -27,11 +27,19 @@
 //                   read's revision + 1 until its DELETE, the read-only Txn
 //                   again). Target: hwsync_etcd p50 <= 1.5x
 //                   txn_round_trip/hwsync_etcd p50.
+//   hand_off_phases the same hand-off through etcd::client calls, each step
+//                   timestamped (delete call, watch event, post-wake read),
+//                   with and without the /metrics polling (below).
 //
-// Each iteration starts only when the waiter is parked: the bench reads
-// etcd's etcd_debugging_mvcc_watcher_total gauge (its /metrics endpoint)
-// until the waiter's watch is registered, so a hand-off is the watch path,
-// never a waiter that read the predecessor gone before it watched.
+// Each hand-off starts only when the waiter is parked: the waiter reports
+// that etcd confirmed its watch on the holder's key (hwsync: the backend's
+// after-watch test hook, hwsync/net/etcd_lock_test_hooks.hpp; grpc++: the
+// watch's `created` response), so a hand-off is the watch path, never a
+// waiter that read the predecessor gone before it watched. Not by polling
+// etcd's watcher gauge on /metrics, as this bench did first: each poll
+// makes etcd render its whole metrics page (and collect the garbage), and
+// the last poll ran right before the measured unlock, slowing etcd's WAL
+// fsync and apply under it (etcd/hand_off_phases measures both ways).
 //
 // Every scenario runs against an etcd (/usr/bin/etcd, Debian's etcd-server)
 // this binary starts on 127.0.0.1 with free ports and a temporary data
@@ -59,6 +67,8 @@
 
 #include "harness.hpp"
 #include "hwsync/net/etcd_client.hpp"
+#include "hwsync/net/etcd_lock_test_hooks.hpp"
+#include "hwsync/net/etcd_session.hpp"
 #include "hwsync/net/lock_service.hpp"
 #include "support/etcd_server.hpp"
 
@@ -160,6 +170,53 @@ std::optional<long> watcher_count() {
   return n;
 }
 
+// One sample of etcd's /metrics text (dechunked); "" if it did not answer.
+std::string metrics_text() {
+  const auto raw = test::http_get(etcd_service().server->client_port(0), "/metrics", 2s);
+  return raw ? dechunk(*raw) : std::string();
+}
+
+// The value of the unlabelled series `name` in a /metrics text; nullopt if
+// it is not there.
+std::optional<double> metric(const std::string& text, std::string_view name) {
+  const std::string needle = "\n" + std::string(name) + " ";
+  const auto at = text.find(needle);
+  if (at == std::string::npos) return std::nullopt;
+  const auto end = text.find('\n', at + needle.size());
+  try {
+    return std::stod(text.substr(at + needle.size(), end - at - needle.size()));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// etcd's own account of a batch of operations, from /metrics before and
+// after it: WAL fsyncs and backend commits (count per operation, mean
+// duration), Go GC cycles per operation.
+void record_etcd_side(benchmark::State& state, const std::string& before, const std::string& after,
+                      double operations) {
+  const auto delta = [&](std::string_view name) -> std::optional<double> {
+    const auto a = metric(after, name), b = metric(before, name);
+    if (!a || !b) return std::nullopt;
+    return *a - *b;
+  };
+  const auto mean_us = [&](const char* sum, const char* count, const char* key,
+                           const char* per_op_key) {
+    const auto s = delta(sum), n = delta(count);
+    if (!s || !n || *n <= 0) return;
+    state.counters[key] = *s / *n * 1e6;
+    state.counters[per_op_key] = *n / operations;
+  };
+  mean_us("etcd_disk_wal_fsync_duration_seconds_sum", "etcd_disk_wal_fsync_duration_seconds_count",
+          "etcd_wal_fsync_mean_us", "etcd_wal_fsyncs_per_op");
+  mean_us("etcd_disk_backend_commit_duration_seconds_sum",
+          "etcd_disk_backend_commit_duration_seconds_count", "etcd_backend_commit_mean_us",
+          "etcd_backend_commits_per_op");
+  if (const auto gc = delta("go_gc_duration_seconds_count")) {
+    state.counters["etcd_gc_cycles_per_op"] = *gc / operations;
+  }
+}
+
 // Polls watcher_count() until `good` holds for it; false (and a skip with
 // `why`) after 10 s.
 template <class Good>
@@ -180,15 +237,19 @@ bool await_watchers(benchmark::State& state, Good&& good, const char* why) {
 
 // The hand-off loop, shared by both implementations. The waiter runs on a
 // thread of its own; per iteration the holder takes the lock uncontended,
-// lets the waiter start waiting, waits until its watch is registered, and
-// unlocks: the sample is holder-unlock-call -> waiter-lock-returned (the
-// unlock() call's own duration is the counter unlock_p50_ns).
-// Locks return their fencing token; the waiter's must exceed the holder's.
+// lets the waiter start waiting, waits until the waiter reports its watch
+// confirmed, and unlocks: the sample is holder-unlock-call ->
+// waiter-lock-returned (the unlock() call's own duration is the counter
+// unlock_p50_ns). Locks return their fencing token; the waiter's must
+// exceed the holder's. set_on_parked installs the callback the waiter's
+// lock must run once etcd confirmed its watch (and clears it when given
+// an empty one).
 struct hand_off_parties {
   std::function<std::uint64_t()> holder_lock;
   std::function<void()> holder_unlock;
   std::function<std::uint64_t()> waiter_lock;
   std::function<void()> waiter_unlock;
+  std::function<void(std::function<void()>)> set_on_parked;
 };
 
 void time_hand_offs(benchmark::State& state, hand_off_parties p) {
@@ -196,6 +257,7 @@ void time_hand_offs(benchmark::State& state, hand_off_parties p) {
   std::condition_variable cv;
   int requested = 0;  // turns the waiter was asked to take
   int finished = 0;   // turns it completed
+  int parked = 0;     // the last turn in which the waiter's watch was confirmed
   bool quit = false;
   cycle_clock::ticks held_at = 0;  // written by the waiter before `finished`
   std::uint64_t waiter_token = 0;
@@ -226,6 +288,13 @@ void time_hand_offs(benchmark::State& state, hand_off_parties p) {
       cv.notify_all();
     }
   });
+  p.set_on_parked([&] {
+    {
+      std::lock_guard lk(m);
+      parked = requested;  // the waiter only runs during the current turn
+    }
+    cv.notify_all();
+  });
   const auto stop_waiter = [&] {
     {
       std::lock_guard lk(m);
@@ -233,19 +302,14 @@ void time_hand_offs(benchmark::State& state, hand_off_parties p) {
     }
     cv.notify_all();
     waiter.join();
+    p.set_on_parked({});
   };
 
   cycle_histogram hist;
   cycle_histogram unlock_calls;  // the holder's unlock() call alone
+  const std::string etcd_before = metrics_text();
   try {
     for (auto _ : state) {
-      // Nobody parked from the previous turn (its watch cancelled), so the
-      // next non-zero count is this turn's waiter.
-      if (!await_watchers(
-              state, [](long n) { return n == 0; },
-              "a watcher from the previous turn stayed registered for 10 s")) {
-        break;
-      }
       const std::uint64_t holder_token = p.holder_lock();
       int turn = 0;
       {
@@ -253,9 +317,14 @@ void time_hand_offs(benchmark::State& state, hand_off_parties p) {
         turn = ++requested;
       }
       cv.notify_all();
-      if (!await_watchers(
-              state, [](long n) { return n > 0; },
-              "the waiter did not register a watch within 10 s")) {
+      bool waiter_parked = false;
+      {
+        std::unique_lock lk(m);
+        waiter_parked = cv.wait_for(lk, 10s, [&] { return parked == turn || finished == turn; }) &&
+                        parked == turn;
+      }
+      if (!waiter_parked) {
+        state.SkipWithError("the waiter did not report its watch confirmed within 10 s");
         p.holder_unlock();  // lets the waiter through, so it can be joined
         break;
       }
@@ -285,6 +354,9 @@ void time_hand_offs(benchmark::State& state, hand_off_parties p) {
   state.counters["cycles_per_op"] = hist.mean();
   record_latency(state, hist);
   state.counters["unlock_p50_ns"] = ticks_to_ns(static_cast<double>(unlock_calls.percentile(50)));
+  if (hist.count() > 0) {
+    record_etcd_side(state, etcd_before, metrics_text(), static_cast<double>(hist.count()));
+  }
 }
 
 // --- hwsync ------------------------------------------------------------------
@@ -423,7 +495,173 @@ void bm_hand_off_hwsync(benchmark::State& state) {
                            waiter.lock();
                            return waiter.token().value();
                          },
-                         [&] { waiter.unlock(); }});
+                         [&] { waiter.unlock(); },
+                         [](std::function<void()> on_parked) {
+                           net::etcd::test_hooks::set_after_predecessor_watch(std::move(on_parked));
+                         }});
+}
+
+// The hand-off taken apart (the etcd:// backend's calls, made here through
+// etcd::client directly so that each step can be timestamped on the client
+// side): the holder's delete txn (send, reply), the waiter's watch event,
+// the waiter's post-wake read-only txn (send, reply). Arg poll_metrics: 1
+// waits for the waiter's watch as etcd/hand_off did at first (polling etcd's
+// /metrics until the watcher gauge moves, then deleting at once); 0 takes
+// the waiter's word for it (its watch constructor returned: etcd confirmed
+// the watcher) and never asks etcd for /metrics during the batch, so etcd
+// serves nothing but the hand-off. Counters: p50 of each step, in ns from
+// the delete's send unless named otherwise, and etcd's side of the batch.
+void bm_hand_off_phases_hwsync(benchmark::State& state) {
+  if (!etcd_ready(state)) return;
+  namespace etcd = net::etcd;
+  using etcd::compare;
+  using etcd::operation;
+  const bool poll_metrics = state.range(0) != 0;
+  etcd::client holder_client({etcd_service().server->endpoint(0)});
+  etcd::client waiter_client({etcd_service().server->endpoint(0)});
+  etcd::session holder_session(holder_client, 10s);
+  etcd::session waiter_session(waiter_client, 10s);
+  const std::string prefix = "/hwsync/locks/bench-hand-off-phases/";
+  const auto key_of = [&](const etcd::session& s) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(s.lease()));
+    return prefix + buf;
+  };
+  const std::string holder_key = key_of(holder_session), waiter_key = key_of(waiter_session);
+  // The backend's read_turn(): the newest key older than `mine`, and `mine`.
+  const auto read_turn = [&](std::int64_t mine_revision) {
+    etcd::range_options before_me;
+    before_me.range_end = etcd::prefix_end(prefix);
+    before_me.sort = etcd::range_options::order::descending_create;
+    before_me.limit = 1;
+    before_me.keys_only = true;
+    before_me.max_create_revision = mine_revision - 1;
+    return waiter_client.txn({}, {operation::get(prefix, before_me), operation::get(waiter_key)});
+  };
+  const auto put_if_absent = [&](etcd::client& c, const std::string& key, std::int64_t lease) {
+    const etcd::txn_result r = c.txn({compare::create_revision(key, compare::result::equal, 0)},
+                                     {operation::put(key, "bench", lease)});
+    if (!r.succeeded) throw std::runtime_error("phases: a key of a previous turn was left");
+    return r.revision;
+  };
+
+  std::mutex m;
+  std::condition_variable cv;
+  int requested = 0, finished = 0, watching = 0;
+  bool quit = false;
+  cycle_clock::ticks event_at = 0, read_sent = 0, read_answered = 0;
+  std::string failure;
+  std::thread waiter([&] {
+    for (int turn = 1;; ++turn) {
+      {
+        std::unique_lock lk(m);
+        cv.wait(lk, [&] { return quit || requested >= turn; });
+        if (quit) return;
+      }
+      std::string error;
+      cycle_clock::ticks ev = 0, sent = 0, answered = 0;
+      try {
+        const std::int64_t mine = put_if_absent(waiter_client, waiter_key, waiter_session.lease());
+        const etcd::txn_result first = read_turn(mine);
+        if (first.results.at(0).range.kvs.empty()) throw std::runtime_error("no predecessor");
+        etcd::watch w(waiter_client, first.results[0].range.kvs[0].key, {}, first.revision + 1);
+        {
+          std::lock_guard lk(m);
+          watching = turn;
+        }
+        cv.notify_all();
+        for (bool deleted = false; !deleted;) {
+          const auto events = w.next(std::chrono::steady_clock::now() + 10s);
+          if (!events) throw std::runtime_error("no deletion event within 10 s");
+          ev = cycle_clock::now();
+          for (const etcd::event& e : *events) deleted |= e.what == etcd::event::type::erase;
+        }
+        sent = cycle_clock::now();
+        const etcd::txn_result again = read_turn(mine);
+        answered = cycle_clock::now();
+        if (!again.results.at(0).range.kvs.empty() || again.results.at(1).range.kvs.empty()) {
+          throw std::runtime_error("the post-wake read did not show our turn");
+        }
+        waiter_client.txn({compare::create_revision(waiter_key, compare::result::equal, mine)},
+                          {operation::erase(waiter_key)});
+      } catch (const std::exception& e) {
+        error = std::string("waiter: ") + e.what();
+      }
+      std::lock_guard lk(m);
+      event_at = ev;
+      read_sent = sent;
+      read_answered = answered;
+      failure = error;
+      finished = turn;
+      cv.notify_all();
+    }
+  });
+
+  cycle_histogram total, delete_call, event, wake_to_read, read_call;
+  const std::string before = metrics_text();
+  int done = 0;
+  try {
+    for (auto _ : state) {
+      if (poll_metrics &&
+          !await_watchers(
+              state, [](long n) { return n == 0; }, "a watcher stayed registered")) {
+        break;
+      }
+      const std::int64_t holder_revision =
+          put_if_absent(holder_client, holder_key, holder_session.lease());
+      int turn = 0;
+      {
+        std::lock_guard lk(m);
+        turn = ++requested;
+      }
+      cv.notify_all();
+      if (poll_metrics) {
+        if (!await_watchers(
+                state, [](long n) { return n > 0; }, "the waiter did not watch")) {
+          holder_client.erase(holder_key);
+          break;
+        }
+      } else {
+        std::unique_lock lk(m);
+        cv.wait(lk, [&] { return watching == turn || finished == turn; });
+      }
+      const cycle_clock::ticks t0 = cycle_clock::now();
+      holder_client.txn(
+          {compare::create_revision(holder_key, compare::result::equal, holder_revision)},
+          {operation::erase(holder_key)});
+      const cycle_clock::ticks t1 = cycle_clock::now();
+      std::unique_lock lk(m);
+      cv.wait(lk, [&] { return finished == turn; });
+      if (!failure.empty()) {
+        state.SkipWithError(failure.c_str());
+        break;
+      }
+      delete_call.record(t1 - t0);
+      event.record(event_at - t0);
+      wake_to_read.record(read_sent - event_at);
+      read_call.record(read_answered - read_sent);
+      total.record(read_answered - t0);
+      ++done;
+    }
+  } catch (const std::exception& e) {
+    state.SkipWithError((std::string("holder: ") + e.what()).c_str());
+  }
+  {
+    std::lock_guard lk(m);
+    quit = true;
+  }
+  cv.notify_all();
+  waiter.join();
+  const auto p50 = [](const cycle_histogram& h) {
+    return ticks_to_ns(static_cast<double>(h.percentile(50)));
+  };
+  state.counters["cycles_per_op"] = total.mean();
+  record_latency(state, total);
+  state.counters["delete_call_p50_ns"] = p50(delete_call);
+  state.counters["event_p50_ns"] = p50(event);
+  state.counters["wake_to_read_p50_ns"] = p50(wake_to_read);
+  state.counters["read_call_p50_ns"] = p50(read_call);
+  if (done > 0) record_etcd_side(state, before, metrics_text(), done);
 }
 
 // --- grpc++ ------------------------------------------------------------------
@@ -486,6 +724,10 @@ class grpc_lock {
     if (!enqueue()) wait_for_predecessors();
     return revision_;
   }
+
+  // Run once etcd confirmed a watch of this lock's wait (the bench's
+  // hand-off starts then).
+  void set_on_watching(std::function<void()> f) { on_watching_ = std::move(f); }
 
   void unlock() {
     pb::TxnRequest t;
@@ -611,6 +853,7 @@ class grpc_lock {
       if (response.canceled()) {
         throw peer_error("grpc++ Watch: cancelled (" + response.cancel_reason() + ")");
       }
+      if (response.created() && on_watching_) on_watching_();
       for (const auto& ev : response.events()) deleted |= ev.type() == pb::Event::DELETE;
     }
     ctx.TryCancel();
@@ -627,6 +870,7 @@ class grpc_lock {
   std::int64_t lease_ = 0;  // the session's; 0 before the first lock()
   std::string key_;
   std::int64_t revision_ = 0;
+  std::function<void()> on_watching_;
   grpc::ClientContext keeper_ctx_;
   std::jthread keeper_;  // last: stopped in the destructor before the rest goes
 };
@@ -705,7 +949,10 @@ void bm_hand_off_grpc(benchmark::State& state) {
   grpc_lock waiter(etcd_service().server->endpoint(0), "bench-hand-off-grpcpp");
   const auto token = [](std::int64_t t) { return static_cast<std::uint64_t>(t); };
   time_hand_offs(state, {[&] { return token(holder.lock()); }, [&] { holder.unlock(); },
-                         [&] { return token(waiter.lock()); }, [&] { waiter.unlock(); }});
+                         [&] { return token(waiter.lock()); }, [&] { waiter.unlock(); },
+                         [&](std::function<void()> on_parked) {
+                           waiter.set_on_watching(std::move(on_parked));
+                         }});
 }
 
 #else
@@ -740,6 +987,11 @@ void register_all() {
   benchmark::RegisterBenchmark("etcd/hand_off/hwsync_etcd", bm_hand_off_hwsync)
       ->Iterations(hand_off_samples());
   benchmark::RegisterBenchmark("etcd/hand_off/grpcpp_sync", bm_hand_off_grpc)
+      ->Iterations(hand_off_samples());
+  benchmark::RegisterBenchmark("etcd/hand_off_phases/hwsync_etcd", bm_hand_off_phases_hwsync)
+      ->ArgName("poll_metrics")
+      ->Arg(1)
+      ->Arg(0)
       ->Iterations(hand_off_samples());
 }
 

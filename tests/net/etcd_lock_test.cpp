@@ -342,6 +342,32 @@ TEST_F(EtcdLock, LockWhoseIdleSessionWasLostAcquiresOnANewSession) {
   lock.unlock();
 }
 
+// Held locks renew through their client's one lease keeper (renew() asks it
+// for a refresh sent at once): two locks of one service held past two
+// TTLs stay held; the lease of one revoked behind its back fires that
+// lock's lost() only.
+TEST_F(EtcdLock, HeldLocksRenewThroughTheClientsKeeperAndARevokedOneIsLostAlone) {
+  watchdog dog("HeldLocksRenewThroughTheClientsKeeper", 60s);
+  net::lock_service service(uri());
+  net::distributed_lock a(service, "renew-a", {.ttl = 2s});
+  net::distributed_lock b(service, "renew-b", {.ttl = 2s});
+  a.lock();
+  b.lock();
+  std::this_thread::sleep_for(4500ms);  // over two TTLs: only renewals keep them
+  EXPECT_FALSE(a.lost());
+  EXPECT_FALSE(b.lost());
+  EXPECT_EQ(keys_of("renew-a"), 1);
+  EXPECT_EQ(keys_of("renew-b"), 1);
+  const std::string p = "/hwsync/locks/renew-a/";
+  raw_client().revoke_lease(
+      raw_client().get(p, {.range_end = etcd::prefix_end(p)}).kvs.at(0).lease);
+  ASSERT_TRUE(hwsync::test::eventually([&] { return a.lost(); }));
+  EXPECT_FALSE(b.lost());
+  EXPECT_EQ(keys_of("renew-b"), 1);
+  b.unlock();
+  EXPECT_EQ(keys_of("renew-b"), 0);
+}
+
 // --- across processes --------------------------------------------------------
 
 std::string child_program() {

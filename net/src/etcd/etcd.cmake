@@ -39,7 +39,8 @@ target_sources(hwsync_net PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/etcd_semaphore.cpp
   ${CMAKE_CURRENT_LIST_DIR}/etcd_session.cpp
   ${CMAKE_CURRENT_LIST_DIR}/etcd_wait.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/grpc_channel.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/grpc_channel.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/lease_keeper.cpp)
 target_include_directories(hwsync_net SYSTEM PRIVATE ${etcd_proto_out} ${Protobuf_INCLUDE_DIRS}
                            ${NGHTTP2_INCLUDE_DIRS})
 target_link_libraries(hwsync_net PRIVATE ${Protobuf_LIBRARIES} ${NGHTTP2_LINK_LIBRARIES})

@@ -5,7 +5,8 @@
 //
 // A lock NAME is the key range <prefix>/NAME/. Each distributed_lock keeps
 // one session (hwsync/net/etcd_session.hpp: a lease of the lock's ttl,
-// rounded up to whole seconds, kept alive by the session's keeper thread)
+// rounded up to whole seconds, kept alive by the client's lease keeper —
+// one thread and one keepalive stream for all the backend's locks)
 // from its first acquisition until it is destroyed, as etcd's own Mutex runs
 // on a Session: an acquisition puts <prefix>/NAME/<lease id in hex> under
 // that lease in a txn guarded by create_revision == 0, and a release only
@@ -30,9 +31,10 @@
 // etcd keeps its data (it survives restarts and member loss with a quorum;
 // not a cluster rebuilt from scratch).
 //
-// While held, distributed_lock's lease keeper calls renew(), which refreshes
-// the session's lease on a stream of its own (proving it alive at that
-// moment) and answers false once the session is lost, so lost() fires. A
+// While held, distributed_lock's lease keeper calls renew(), which has the
+// client's lease keeper send a refresh of the session's lease at once on
+// its one keepalive stream (proving it alive from that moment) and answers
+// false once the session is lost, so lost() fires. A
 // wait that passes its deadline or fails deletes the waiter key (guarded by
 // its create_revision). A release or that deletion that fails on the wire
 // closes the session instead: revoking the lease deletes the key now (on a
@@ -49,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "etcd/lease_keeper.hpp"
 #include "etcd_wait.hpp"
 #include "hwsync/mutex.hpp"
 #include "hwsync/net/etcd_client.hpp"
@@ -62,11 +65,17 @@ namespace test_hooks {
 namespace {
 hwsync::mutex hook_mutex;
 std::function<void(std::int64_t)> before_predecessor_watch;  // guarded by hook_mutex
+std::function<void()> after_predecessor_watch;               // guarded by hook_mutex
 }  // namespace
 
 void set_before_predecessor_watch(std::function<void(std::int64_t read_revision)> hook) {
   std::lock_guard g(hook_mutex);
   before_predecessor_watch = std::move(hook);
+}
+
+void set_after_predecessor_watch(std::function<void()> hook) {
+  std::lock_guard g(hook_mutex);
+  after_predecessor_watch = std::move(hook);
 }
 }  // namespace test_hooks
 
@@ -87,6 +96,15 @@ void run_before_predecessor_watch(std::int64_t read_revision) {
     hook = test_hooks::before_predecessor_watch;
   }
   if (hook) hook(read_revision);
+}
+
+void run_after_predecessor_watch() {
+  std::function<void()> hook;
+  {
+    std::lock_guard g(test_hooks::hook_mutex);
+    hook = test_hooks::after_predecessor_watch;
+  }
+  if (hook) hook();
 }
 
 class etcd_lock final : public backend_lock {
@@ -130,22 +148,16 @@ class etcd_lock final : public backend_lock {
 
   bool renew(milliseconds, steady_time deadline) override {
     if (!mine_ || !session_ || session_->lost()) return false;
-    try {
-      if (!keepalive_) keepalive_ = std::make_unique<lease_keepalive>(*client_, deadline);
-      keepalive_->keep_alive(mine_->lease, deadline);
-      return true;
-    } catch (const net::error& e) {
-      keepalive_.reset();  // a broken stream: the next renewal opens a new one
-      if (e.code() == errc::lease_lost) return false;
-      throw;
-    }
+    // A refresh sent now on the client's one keepalive stream (the
+    // session's own refreshes go there too): the lease proved alive for
+    // its TTL from now, or false once etcd says it is gone.
+    return detail::lease_keeper::of(*client_).refresh_now(mine_->lease, deadline);
   }
 
   bool release() override {
     if (!mine_) return false;
     const held h = *mine_;
     mine_.reset();
-    keepalive_.reset();
     try {
       return client_
           ->txn({compare::create_revision(h.key, compare::result::equal, h.revision)},
@@ -197,7 +209,6 @@ class etcd_lock final : public backend_lock {
   // session; the next acquisition starts a new one. Failures are ignored:
   // the lease then expires by itself within its TTL, its keeper stopped.
   void end_session() noexcept {
-    keepalive_.reset();
     if (!session_) return;
     try {
       session_->close();
@@ -297,7 +308,8 @@ class etcd_lock final : public backend_lock {
       // true): read again either way. The watch is made inside
       // wait_for_event's handling of compaction and connection failures.
       if (!detail::wait_for_event(*client_, session_.get(), what, *t.predecessor, {},
-                                  t.revision + 1, event::type::erase, deadline)) {
+                                  t.revision + 1, event::type::erase, deadline,
+                                  run_after_predecessor_watch)) {
         return false;
       }
     }
@@ -309,7 +321,6 @@ class etcd_lock final : public backend_lock {
     if (!mine_) return;
     const held h = *mine_;
     mine_.reset();
-    keepalive_.reset();
     try {
       client_->txn({compare::create_revision(h.key, compare::result::equal, h.revision)},
                    {operation::erase(h.key)});
@@ -324,7 +335,6 @@ class etcd_lock final : public backend_lock {
   std::unique_ptr<session> session_;         // kept across acquisitions
   std::chrono::seconds session_seconds_{0};  // the ttl session_ was asked for
   std::optional<held> mine_;
-  std::unique_ptr<lease_keepalive> keepalive_;  // renew()'s stream
 };
 
 class etcd_backend final : public lock_backend {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "etcd/grpc_channel.hpp"
+#include "etcd/lease_keeper.hpp"
 #include "etcd_api.pb.h"
 
 namespace hwsync::net::etcd {
@@ -233,8 +234,17 @@ client::client(std::vector<std::string> endpoints, client_options options)
 }
 
 client::~client() {
+  // First, and without mutex_: the keeper's thread may be in channel().
+  keeper_.reset();
   std::lock_guard lock(mutex_);
   if (channel_) channel_->shutdown();
+}
+
+detail::lease_keeper& client::keeper() {
+  // Not mutex_: a session's destructor must not wait for a connect.
+  std::lock_guard lock(keeper_mutex_);
+  if (!keeper_) keeper_ = std::make_unique<detail::lease_keeper>(*this);
+  return *keeper_;
 }
 
 steady_time client::effective(steady_time deadline) const {

@@ -46,13 +46,14 @@ bool worth_retrying(const net::error& e) {
 
 bool wait_for_event(client& c, const session* s, const std::string& what, const std::string& key,
                     const std::string& range_end, std::int64_t from_revision, event::type type,
-                    steady_time deadline) {
+                    steady_time deadline, const std::function<void()>& watching) {
   std::int64_t next_revision = from_revision;
   for (;;) {
     if (s != nullptr) s->throw_if_lost(what);
     if (steady_clock::now() >= deadline) return false;
     try {
       watch w(c, key, range_end, next_revision, deadline);
+      if (watching) watching();
       for (;;) {
         if (s != nullptr) s->throw_if_lost(what);
         if (steady_clock::now() >= deadline) return false;

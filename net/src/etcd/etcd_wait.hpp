@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "hwsync/net/etcd_client.hpp"
@@ -27,9 +28,10 @@ bool worth_retrying(const net::error& e);
 // null), the client's errors otherwise; connection failures are retried
 // (the watch restarts from the last revision seen) until the deadline. A
 // start revision etcd compacted away counts as the event having happened:
-// the caller re-reads the state either way.
+// the caller re-reads the state either way. `watching` (if set) runs each
+// time etcd confirmed a watch (the first, and one re-made after a failure).
 bool wait_for_event(client& c, const session* s, const std::string& what, const std::string& key,
                     const std::string& range_end, std::int64_t from_revision, event::type type,
-                    steady_time deadline);
+                    steady_time deadline, const std::function<void()>& watching = {});
 
 }  // namespace hwsync::net::etcd::detail

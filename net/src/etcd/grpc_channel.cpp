@@ -147,6 +147,7 @@ struct grpc_channel::callbacks {
       at += 5 + n;
     }
     call->receive_buffer.erase(0, at);
+    readable_changed_locked(*call);
     self(user_data).changed_.notify_all();
     return 0;
   }
@@ -156,6 +157,7 @@ struct grpc_channel::callbacks {
     call.failure.emplace(errc::protocol_error, call_name(call, ch.peer_) + ": " + what);
     call.closed = true;
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call.stream_id, NGHTTP2_PROTOCOL_ERROR);
+    readable_changed_locked(call);
     ch.changed_.notify_all();
   }
 
@@ -165,6 +167,7 @@ struct grpc_channel::callbacks {
     if (grpc_call* call = call_of(session, stream_id); call != nullptr) {
       call->closed = true;
       call->reset_code = error_code;
+      readable_changed_locked(*call);
     }
     ch.open_calls_.erase(stream_id);
     ch.changed_.notify_all();
@@ -375,9 +378,14 @@ void grpc_channel::fail_locked(const net::error& why) {
   for (auto& [id, call] : open_calls_) {
     call->closed = true;
     if (!call->failure) call->failure.emplace(why);
+    readable_changed_locked(*call);
   }
   open_calls_.clear();
   changed_.notify_all();
+}
+
+void grpc_channel::readable_changed_locked(grpc_call& call) {
+  if (call.on_readable) call.on_readable();
 }
 
 void grpc_channel::submit_locked(grpc_call& call) {
@@ -403,9 +411,11 @@ void grpc_channel::submit_locked(grpc_call& call) {
 }
 
 std::shared_ptr<grpc_call> grpc_channel::start_call(std::string path, std::string_view message,
-                                                    bool end_stream) {
+                                                    bool end_stream,
+                                                    std::function<void()> on_readable) {
   auto call = std::make_shared<grpc_call>();
   call->path = std::move(path);
+  call->on_readable = std::move(on_readable);
   call->send_buffer.assign(message);
   call->send_closed = end_stream;
   bool start = false;
@@ -453,6 +463,11 @@ bool grpc_channel::wait_readable(const std::shared_ptr<grpc_call>& call, steady_
     return true;
   }
   return changed_.wait_until(lock, deadline, ready);
+}
+
+bool grpc_channel::readable(const std::shared_ptr<grpc_call>& call) const {
+  std::lock_guard lock(mutex_);
+  return !call->messages.empty() || call->closed;
 }
 
 std::optional<std::string> grpc_channel::read_message(const std::shared_ptr<grpc_call>& call,
@@ -510,6 +525,7 @@ void grpc_channel::cancel(const std::shared_ptr<grpc_call>& call) {
   bool start = false;
   {
     std::lock_guard lock(mutex_);
+    call->on_readable = nullptr;
     if (call->closed || failure_ || call->stream_id < 0) return;
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
     start = collect_output_locked();

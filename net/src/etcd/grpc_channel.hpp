@@ -44,6 +44,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -81,6 +82,11 @@ struct grpc_call {
   bool closed = false;                // the stream is closed (or the channel failed)
   std::uint32_t reset_code = 0;       // RST_STREAM / close error code
   std::optional<net::error> failure;  // a protocol or connection failure of this call
+  // Called, under the channel's mutex, each time the call may have become
+  // readable (a message, the end, a failure): for a reader that waits on
+  // more than this one call (the lease keeper). Must not block or call
+  // the channel. Cleared by cancel(): never called after it returns.
+  std::function<void()> on_readable;
 };
 
 class grpc_channel : public std::enable_shared_from_this<grpc_channel> {
@@ -95,8 +101,9 @@ class grpc_channel : public std::enable_shared_from_this<grpc_channel> {
 
   // Opens a stream for `path` and queues `first_message` (already framed
   // or empty); `end_stream` half-closes after it (a unary request).
-  std::shared_ptr<grpc_call> start_call(std::string path, std::string_view message,
-                                        bool end_stream);
+  // `on_readable`: see grpc_call::on_readable.
+  std::shared_ptr<grpc_call> start_call(std::string path, std::string_view message, bool end_stream,
+                                        std::function<void()> on_readable = {});
   // Queues one more message on an open request stream.
   void send_message(const std::shared_ptr<grpc_call>& call, std::string_view message);
   // The next response message; nullopt when the stream ended with
@@ -107,7 +114,10 @@ class grpc_channel : public std::enable_shared_from_this<grpc_channel> {
   // failure is there); false if `deadline` passed first. The stream stays
   // open either way.
   bool wait_readable(const std::shared_ptr<grpc_call>& call, steady_time deadline);
-  // Resets the stream (RST_STREAM CANCEL) unless it is closed already.
+  // wait_readable without the wait: true if read_message would not block.
+  bool readable(const std::shared_ptr<grpc_call>& call) const;
+  // Resets the stream (RST_STREAM CANCEL) unless it is closed already, and
+  // detaches its on_readable.
   void cancel(const std::shared_ptr<grpc_call>& call);
 
   // One request, one response: start_call + read_message + the trailers.
@@ -132,6 +142,7 @@ class grpc_channel : public std::enable_shared_from_this<grpc_channel> {
   bool collect_output_locked();
   void start_writer_if(bool needed);
   void fail_locked(const net::error& why);
+  static void readable_changed_locked(grpc_call& call);
   void submit_locked(grpc_call& call);
 
   mutable hwsync::mutex mutex_;

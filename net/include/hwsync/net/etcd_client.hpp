@@ -33,6 +33,11 @@
 //   Deadlines    Every call takes an absolute steady_clock deadline
 //                (no_deadline = none); options.call_timeout applies when the
 //                caller passes none.
+//   Keeper       The first etcd::session on a client starts the client's
+//                lease keeper (one thread, one LeaseKeepAlive stream for
+//                all of its sessions; hwsync/net/etcd_session.hpp); it
+//                lives until the client is destroyed. Destroy a client's
+//                sessions before the client.
 #pragma once
 
 #include <chrono>
@@ -52,6 +57,7 @@ namespace hwsync::net::etcd {
 namespace detail {
 class grpc_channel;
 struct grpc_call;
+class lease_keeper;
 }  // namespace detail
 
 // gRPC status codes (grpc/include/grpc/impl/codegen/status.h).
@@ -242,6 +248,7 @@ struct client_options {
 
 class lease_keepalive;
 class watch;
+class session;
 
 class client {
  public:
@@ -281,7 +288,11 @@ class client {
  private:
   friend class lease_keepalive;
   friend class watch;
+  friend class session;
+  friend class detail::lease_keeper;
   std::shared_ptr<detail::grpc_channel> channel(steady_time deadline);
+  // The client's lease keeper, started on the first use.
+  detail::lease_keeper& keeper();
   std::string unary(const char* method, std::string_view request, steady_time deadline);
   steady_time effective(steady_time deadline) const;
 
@@ -291,6 +302,10 @@ class client {
   std::shared_ptr<detail::grpc_channel> channel_;
   std::size_t next_endpoint_ = 0;
   std::string current_;
+  hwsync::mutex keeper_mutex_;  // guards keeper_'s creation
+  // Started by keeper(); destroyed first, without mutex_ (its thread may be
+  // connecting, which takes mutex_).
+  std::unique_ptr<detail::lease_keeper> keeper_;
 };
 
 // A LeaseKeepAlive stream: each keep_alive() sends one request and waits
