@@ -404,23 +404,31 @@ stm::tuning multi_threaded_paths() {
 
 // ---- the logged commit ----
 
+// Two distinct tvars on one stripe: 2^21 + 1 tvars span more than 16 MiB,
+// so some tvar shares the first one's stripe (stripe_index folds address
+// bits 23 and up into the index). twin is 0 if none was found.
+struct stripe_twins {
+  static constexpr std::size_t n = (std::size_t{1} << 21) + 1;
+  std::unique_ptr<stm::tvar<long>[]> cells = std::make_unique<stm::tvar<long>[]>(n);
+  const std::uint32_t first = stm::detail::stripe_index(&cells[0]);  // their stripe
+  std::size_t twin = 0;
+  stripe_twins() {
+    for (std::size_t i = 1; i < n && twin == 0; ++i)
+      if (stm::detail::stripe_index(&cells[i]) == first) twin = i;
+  }
+};
+
 // Two distinct tvars that map to one stripe: the commit locks it once,
 // writes both and unlocks it once (a second CAS on its own lock would wait
 // on itself until the bounded wait aborts it, every time).
 TEST(Stm, TwoTvarsOnOneStripeCommitTogether) {
   hwsync::test::watchdog dog("TwoTvarsOnOneStripeCommitTogether", 60s);
   tuning_scope ts(multi_threaded_paths());
-  // 2^21 + 1 tvars span more than 16 MiB, so some tvar shares the first
-  // one's stripe (stripe_index folds address bits 23 and up into the index).
-  const std::size_t n = (std::size_t{1} << 21) + 1;
-  auto cells = std::make_unique<stm::tvar<long>[]>(n);
-  const std::uint32_t first = stm::detail::stripe_index(&cells[0]);
-  std::size_t twin = 0;
-  for (std::size_t i = 1; i < n && twin == 0; ++i)
-    if (stm::detail::stripe_index(&cells[i]) == first) twin = i;
-  ASSERT_NE(twin, 0u) << "no tvar shares the first one's stripe";
-  stm::tvar<long>& a = cells[0];
-  stm::tvar<long>& b = cells[twin];
+  stripe_twins cells;
+  ASSERT_NE(cells.twin, 0u) << "no tvar shares the first one's stripe";
+  stm::tvar<long>& a = cells.cells[0];
+  stm::tvar<long>& b = cells.cells[cells.twin];
+  const std::uint32_t first = cells.first;
   a.unsafe_store(1000);
   constexpr int per_thread = 20000;
   const auto before = stm::process_statistics();
@@ -589,16 +597,11 @@ TEST(Stm, OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock) {
     namespace u = unlock_twice;
     hwsync::test::watchdog dog("OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock", 60s);
     tuning_scope ts(multi_threaded_paths());
-    // Two tvars on one stripe (see TwoTvarsOnOneStripeCommitTogether).
-    const std::size_t n = (std::size_t{1} << 21) + 1;
-    auto cells = std::make_unique<stm::tvar<long>[]>(n);
-    const std::uint32_t first = stm::detail::stripe_index(&cells[0]);
-    std::size_t twin = 0;
-    for (std::size_t i = 1; i < n && twin == 0; ++i)
-      if (stm::detail::stripe_index(&cells[i]) == first) twin = i;
-    ASSERT_NE(twin, 0u) << "no tvar shares the first one's stripe";
-    stm::tvar<long>& a = cells[0];
-    stm::tvar<long>& b = cells[twin];
+    stripe_twins cells;
+    ASSERT_NE(cells.twin, 0u) << "no tvar shares the first one's stripe";
+    stm::tvar<long>& a = cells.cells[0];
+    stm::tvar<long>& b = cells.cells[cells.twin];
+    const std::uint32_t first = cells.first;
     auto check = [&](const char* write_set, auto body) {
       stm::atomically(body);  // the site runs logged from here on
       u::watched.store(first);
