@@ -974,22 +974,23 @@ void bm_hand_off_grpc(benchmark::State& state) {
 #endif
 
 void register_all() {
-  benchmark::RegisterBenchmark("etcd/lock_unlock/hwsync_etcd", bm_lock_unlock_hwsync)
-      ->Iterations(pair_samples());
-  benchmark::RegisterBenchmark("etcd/lock_unlock/grpcpp_sync", bm_lock_unlock_grpc)
-      ->Iterations(pair_samples());
-  benchmark::RegisterBenchmark("etcd/txn_round_trip/hwsync_etcd", bm_txn_hwsync)
-      ->Iterations(pair_samples());
-  benchmark::RegisterBenchmark("etcd/txn_round_trip/grpcpp_sync", bm_txn_grpc)
-      ->Iterations(pair_samples());
-  benchmark::RegisterBenchmark("etcd/range_round_trip/hwsync_etcd", bm_range_hwsync)
-      ->Iterations(pair_samples());
-  benchmark::RegisterBenchmark("etcd/watch_notify/hwsync_etcd", bm_watch_notify_hwsync)
-      ->Iterations(pair_samples());
-  benchmark::RegisterBenchmark("etcd/hand_off/hwsync_etcd", bm_hand_off_hwsync)
-      ->Iterations(hand_off_samples());
-  benchmark::RegisterBenchmark("etcd/hand_off/grpcpp_sync", bm_hand_off_grpc)
-      ->Iterations(hand_off_samples());
+  struct scenario {
+    const char* name;
+    void (*run)(benchmark::State&);
+    int samples;
+  };
+  const scenario scenarios[] = {
+      {"etcd/lock_unlock/hwsync_etcd", bm_lock_unlock_hwsync, pair_samples()},
+      {"etcd/lock_unlock/grpcpp_sync", bm_lock_unlock_grpc, pair_samples()},
+      {"etcd/txn_round_trip/hwsync_etcd", bm_txn_hwsync, pair_samples()},
+      {"etcd/txn_round_trip/grpcpp_sync", bm_txn_grpc, pair_samples()},
+      {"etcd/range_round_trip/hwsync_etcd", bm_range_hwsync, pair_samples()},
+      {"etcd/watch_notify/hwsync_etcd", bm_watch_notify_hwsync, pair_samples()},
+      {"etcd/hand_off/hwsync_etcd", bm_hand_off_hwsync, hand_off_samples()},
+      {"etcd/hand_off/grpcpp_sync", bm_hand_off_grpc, hand_off_samples()},
+  };
+  for (const scenario& s : scenarios)
+    benchmark::RegisterBenchmark(s.name, s.run)->Iterations(s.samples);
   benchmark::RegisterBenchmark("etcd/hand_off_phases/hwsync_etcd", bm_hand_off_phases_hwsync)
       ->ArgName("poll_metrics")
       ->Arg(1)
