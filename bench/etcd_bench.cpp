@@ -252,24 +252,59 @@ struct hand_off_parties {
   std::function<void(std::function<void()>)> set_on_parked;
 };
 
-void time_hand_offs(benchmark::State& state, hand_off_parties p) {
+// The turn protocol between a bench's holder and its waiter thread: the
+// holder requests turn n, the waiter takes it (await_request) and reports
+// it done (finish, publishing its results under the same mutex). Extra
+// state the two share is guarded by `m` and signalled through `cv`.
+struct waiter_turns {
   std::mutex m;
   std::condition_variable cv;
   int requested = 0;  // turns the waiter was asked to take
   int finished = 0;   // turns it completed
-  int parked = 0;     // the last turn in which the waiter's watch was confirmed
   bool quit = false;
+
+  // Waiter: blocks until `turn` is requested; false once told to quit.
+  bool await_request(int turn) {
+    std::unique_lock lk(m);
+    cv.wait(lk, [&] { return quit || requested >= turn; });
+    return !quit;
+  }
+  // Waiter: `publish` runs under the mutex, then `turn` counts as done.
+  template <class Publish>
+  void finish(int turn, Publish&& publish) {
+    std::lock_guard lk(m);
+    publish();
+    finished = turn;
+    cv.notify_all();
+  }
+  // Holder: asks for the next turn and returns its number.
+  int request() {
+    int turn = 0;
+    {
+      std::lock_guard lk(m);
+      turn = ++requested;
+    }
+    cv.notify_all();
+    return turn;
+  }
+  void stop() {
+    {
+      std::lock_guard lk(m);
+      quit = true;
+    }
+    cv.notify_all();
+  }
+};
+
+void time_hand_offs(benchmark::State& state, hand_off_parties p) {
+  waiter_turns turns;
+  int parked = 0;  // the last turn in which the waiter's watch was confirmed (turns.m)
   cycle_clock::ticks held_at = 0;  // written by the waiter before `finished`
   std::uint64_t waiter_token = 0;
   std::string failure;
 
   std::thread waiter([&] {
-    for (int turn = 1;; ++turn) {
-      {
-        std::unique_lock lk(m);
-        cv.wait(lk, [&] { return quit || requested >= turn; });
-        if (quit) return;
-      }
+    for (int turn = 1; turns.await_request(turn); ++turn) {
       std::string error;
       cycle_clock::ticks at = 0;
       std::uint64_t token = 0;
@@ -280,27 +315,22 @@ void time_hand_offs(benchmark::State& state, hand_off_parties p) {
       } catch (const std::exception& e) {
         error = std::string("waiter: ") + e.what();
       }
-      std::lock_guard lk(m);
-      held_at = at;
-      waiter_token = token;
-      failure = error;
-      finished = turn;
-      cv.notify_all();
+      turns.finish(turn, [&] {
+        held_at = at;
+        waiter_token = token;
+        failure = error;
+      });
     }
   });
   p.set_on_parked([&] {
     {
-      std::lock_guard lk(m);
-      parked = requested;  // the waiter only runs during the current turn
+      std::lock_guard lk(turns.m);
+      parked = turns.requested;  // the waiter only runs during the current turn
     }
-    cv.notify_all();
+    turns.cv.notify_all();
   });
   const auto stop_waiter = [&] {
-    {
-      std::lock_guard lk(m);
-      quit = true;
-    }
-    cv.notify_all();
+    turns.stop();
     waiter.join();
     p.set_on_parked({});
   };
@@ -311,17 +341,13 @@ void time_hand_offs(benchmark::State& state, hand_off_parties p) {
   try {
     for (auto _ : state) {
       const std::uint64_t holder_token = p.holder_lock();
-      int turn = 0;
-      {
-        std::lock_guard lk(m);
-        turn = ++requested;
-      }
-      cv.notify_all();
+      const int turn = turns.request();
       bool waiter_parked = false;
       {
-        std::unique_lock lk(m);
-        waiter_parked = cv.wait_for(lk, 10s, [&] { return parked == turn || finished == turn; }) &&
-                        parked == turn;
+        std::unique_lock lk(turns.m);
+        waiter_parked = turns.cv.wait_for(lk, 10s, [&] {
+          return parked == turn || turns.finished == turn;
+        }) && parked == turn;
       }
       if (!waiter_parked) {
         state.SkipWithError("the waiter did not report its watch confirmed within 10 s");
@@ -331,8 +357,8 @@ void time_hand_offs(benchmark::State& state, hand_off_parties p) {
       const cycle_clock::ticks t0 = cycle_clock::now();
       p.holder_unlock();
       unlock_calls.record(cycle_clock::now() - t0);
-      std::unique_lock lk(m);
-      cv.wait(lk, [&] { return finished == turn; });
+      std::unique_lock lk(turns.m);
+      turns.cv.wait(lk, [&] { return turns.finished == turn; });
       if (!failure.empty()) {
         state.SkipWithError(failure.c_str());
         break;
@@ -547,19 +573,12 @@ void bm_hand_off_phases_hwsync(benchmark::State& state) {
     return r.revision;
   };
 
-  std::mutex m;
-  std::condition_variable cv;
-  int requested = 0, finished = 0, watching = 0;
-  bool quit = false;
+  waiter_turns turns;
+  int watching = 0;  // the last turn whose watch is confirmed (turns.m)
   cycle_clock::ticks event_at = 0, read_sent = 0, read_answered = 0;
   std::string failure;
   std::thread waiter([&] {
-    for (int turn = 1;; ++turn) {
-      {
-        std::unique_lock lk(m);
-        cv.wait(lk, [&] { return quit || requested >= turn; });
-        if (quit) return;
-      }
+    for (int turn = 1; turns.await_request(turn); ++turn) {
       std::string error;
       cycle_clock::ticks ev = 0, sent = 0, answered = 0;
       try {
@@ -568,10 +587,10 @@ void bm_hand_off_phases_hwsync(benchmark::State& state) {
         if (first.results.at(0).range.kvs.empty()) throw std::runtime_error("no predecessor");
         etcd::watch w(waiter_client, first.results[0].range.kvs[0].key, {}, first.revision + 1);
         {
-          std::lock_guard lk(m);
+          std::lock_guard lk(turns.m);
           watching = turn;
         }
-        cv.notify_all();
+        turns.cv.notify_all();
         for (bool deleted = false; !deleted;) {
           const auto events = w.next(std::chrono::steady_clock::now() + 10s);
           if (!events) throw std::runtime_error("no deletion event within 10 s");
@@ -589,13 +608,12 @@ void bm_hand_off_phases_hwsync(benchmark::State& state) {
       } catch (const std::exception& e) {
         error = std::string("waiter: ") + e.what();
       }
-      std::lock_guard lk(m);
-      event_at = ev;
-      read_sent = sent;
-      read_answered = answered;
-      failure = error;
-      finished = turn;
-      cv.notify_all();
+      turns.finish(turn, [&] {
+        event_at = ev;
+        read_sent = sent;
+        read_answered = answered;
+        failure = error;
+      });
     }
   });
 
@@ -611,12 +629,7 @@ void bm_hand_off_phases_hwsync(benchmark::State& state) {
       }
       const std::int64_t holder_revision =
           put_if_absent(holder_client, holder_key, holder_session.lease());
-      int turn = 0;
-      {
-        std::lock_guard lk(m);
-        turn = ++requested;
-      }
-      cv.notify_all();
+      const int turn = turns.request();
       if (poll_metrics) {
         if (!await_watchers(
                 state, [](long n) { return n > 0; }, "the waiter did not watch")) {
@@ -624,16 +637,16 @@ void bm_hand_off_phases_hwsync(benchmark::State& state) {
           break;
         }
       } else {
-        std::unique_lock lk(m);
-        cv.wait(lk, [&] { return watching == turn || finished == turn; });
+        std::unique_lock lk(turns.m);
+        turns.cv.wait(lk, [&] { return watching == turn || turns.finished == turn; });
       }
       const cycle_clock::ticks t0 = cycle_clock::now();
       holder_client.txn(
           {compare::create_revision(holder_key, compare::result::equal, holder_revision)},
           {operation::erase(holder_key)});
       const cycle_clock::ticks t1 = cycle_clock::now();
-      std::unique_lock lk(m);
-      cv.wait(lk, [&] { return finished == turn; });
+      std::unique_lock lk(turns.m);
+      turns.cv.wait(lk, [&] { return turns.finished == turn; });
       if (!failure.empty()) {
         state.SkipWithError(failure.c_str());
         break;
@@ -648,11 +661,7 @@ void bm_hand_off_phases_hwsync(benchmark::State& state) {
   } catch (const std::exception& e) {
     state.SkipWithError((std::string("holder: ") + e.what()).c_str());
   }
-  {
-    std::lock_guard lk(m);
-    quit = true;
-  }
-  cv.notify_all();
+  turns.stop();
   waiter.join();
   const auto p50 = [](const cycle_histogram& h) {
     return ticks_to_ns(static_cast<double>(h.percentile(50)));
