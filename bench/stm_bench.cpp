@@ -9,9 +9,9 @@
 //             off (tuning::single_thread_mode): the logged TL2 path at 1 and
 //             2 threads, so its own scaling and its cost against the
 //             single-thread mode's (disjoint, 1 thread) show in the report;
-//             disjoint also runs per_account_spinlocks, hand-written
-//             fine-grained locking (the floor for a design that locks what
-//             it writes)
+//             disjoint also runs the hand-written floors of
+//             bench/stm_floors.hpp (unsynchronized, undo_log_by_hand,
+//             tl2_by_hand, per_account_spinlocks)
 //   list      sorted linked list, keys 0..255, 20% updates
 //   hash      chained hash set, 4096 buckets, keys 0..8191, 20% updates
 //   rbtree    red-black tree, keys 0..8191, 20% updates
@@ -34,6 +34,7 @@
 #include "hwsync/mutex.hpp"
 #include "hwsync/spin.hpp"
 #include "hwsync/stm.hpp"
+#include "stm_floors.hpp"
 #include "stm_itm_peer.hpp"
 
 namespace hwsync::bench {
@@ -75,13 +76,10 @@ template <class L>
 struct lock_peer {
   static constexpr const char* id = lock_traits<L>::id;
 };
-// Hand-written fine-grained locking: a spin lock word per account, taken
-// with one atomic exchange and released with a plain store. Not an STM: no
-// logs, no validation, no clock. The floor for any design that locks what
-// it writes (TL2's commit takes the same two locked instructions per
-// transfer), measured so the disjoint target can be read against it.
-struct per_account_lock_peer {
-  static constexpr const char* id = "per_account_spinlocks";
+// A hand-written floor from bench/stm_floors.hpp (disjoint only).
+template <class Floor>
+struct floor_peer {
+  static constexpr const char* id = Floor::id;
 };
 
 constexpr int accounts = 1024;
@@ -179,37 +177,9 @@ struct bank_state<lock_peer<L>> {
   }
 };
 
-template <>
-struct bank_state<per_account_lock_peer> {
-  std::vector<long> a = std::vector<long>(accounts, 1000);
-  // One word per account, packed like the STM's stripe table.
-  std::unique_ptr<std::atomic<std::uint64_t>[]> locks =
-      std::make_unique<std::atomic<std::uint64_t>[]>(accounts);
-  void acquire(int i) {
-    std::atomic<std::uint64_t>& l = locks[static_cast<std::size_t>(i)];
-    while (l.exchange(1, std::memory_order_acquire) != 0) {
-      // Never taken in the disjoint scenarios; elsewhere, yield rather
-      // than spin against a preempted holder.
-      while (l.load(std::memory_order_relaxed) != 0) yield_cpu();
-    }
-  }
-  void release(int i) { locks[static_cast<std::size_t>(i)].store(0, std::memory_order_release); }
-  void transfer(int from, int to, long amount) {
-    // In index order: two transfers in opposite directions cannot deadlock.
-    const int lo = from < to ? from : to;
-    const int hi = from < to ? to : from;
-    acquire(lo);
-    if (hi != lo) acquire(hi);
-    a[static_cast<std::size_t>(from)] -= amount;
-    a[static_cast<std::size_t>(to)] += amount;
-    if (hi != lo) release(hi);
-    release(lo);
-  }
-  long total() const {
-    long s = 0;
-    for (long v : a) s += v;
-    return s;
-  }
+template <class Floor>
+struct bank_state<floor_peer<Floor>> : Floor {
+  bank_state() : Floor(accounts) {}
 };
 
 // Turns the single-thread mode off for one scenario.
@@ -400,6 +370,17 @@ void self_timed(benchmark::internal::Benchmark* b, std::initializer_list<int> th
   for (int t : threads) b->Arg(t);
 }
 
+template <class... Floors>
+struct floor_list {};
+template <class... Floors>
+void register_floors(floor_list<Floors...>) {
+  (self_timed(benchmark::RegisterBenchmark(
+                  name("disjoint", Floors::id).c_str(),
+                  [](benchmark::State& s) { bm_bank<floor_peer<Floors>>(s, true); }),
+              {1, 2}),
+   ...);
+}
+
 template <class... Peers>
 void register_all(peer_list<Peers...>) {
   benchmark::AddCustomContext("stm_tuning_serial_after",
@@ -419,10 +400,8 @@ void register_all(peer_list<Peers...>) {
                                             bm_bank<stm_peer>(s, true);
                                           }),
              {1, 2});
-  self_timed(benchmark::RegisterBenchmark(
-                 name("disjoint", per_account_lock_peer::id).c_str(),
-                 [](benchmark::State& s) { bm_bank<per_account_lock_peer>(s, true); }),
-             {1, 2});
+  register_floors(floor_list<stm_floors::unsynchronized, stm_floors::undo_log_by_hand,
+                             stm_floors::tl2_by_hand, stm_floors::per_account_spinlocks>{});
   (self_timed(
        benchmark::RegisterBenchmark(name("list", Peers::id).c_str(), bm_set<set_kind::list, Peers>),
        all),
