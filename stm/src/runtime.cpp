@@ -26,6 +26,7 @@ namespace detail {
 
 runtime_words runtime;
 std::atomic<std::uint64_t> stripes[stripe_count];
+std::atomic<bool> single_thread_mode_enabled{tuning{}.single_thread_mode};
 
 hwsync::mutex& serial_mutex() noexcept {
   static hwsync::mutex m;
@@ -143,7 +144,7 @@ struct atomic_tuning {
   std::atomic<std::uint64_t> backoff_max_ticks{tuning{}.backoff_max_ticks};
   std::atomic<std::uint64_t> locked_spin_ticks{tuning{}.locked_spin_ticks};
   std::atomic<unsigned> hardware_attempts{tuning{}.hardware_attempts};
-  std::atomic<bool> single_thread_mode{tuning{}.single_thread_mode};
+  // single_thread_mode is detail::single_thread_mode_enabled (start() reads it).
 };
 atomic_tuning settings;
 
@@ -172,7 +173,7 @@ tuning current_tuning() noexcept {
   t.backoff_max_ticks = settings.backoff_max_ticks.load(std::memory_order_relaxed);
   t.locked_spin_ticks = settings.locked_spin_ticks.load(std::memory_order_relaxed);
   t.hardware_attempts = settings.hardware_attempts.load(std::memory_order_relaxed);
-  t.single_thread_mode = settings.single_thread_mode.load(std::memory_order_relaxed);
+  t.single_thread_mode = detail::single_thread_mode_enabled.load(std::memory_order_relaxed);
   return t;
 }
 
@@ -183,7 +184,7 @@ void set_tuning(const tuning& t) {
   settings.backoff_max_ticks.store(t.backoff_max_ticks, std::memory_order_relaxed);
   settings.locked_spin_ticks.store(t.locked_spin_ticks, std::memory_order_relaxed);
   settings.hardware_attempts.store(t.hardware_attempts, std::memory_order_relaxed);
-  settings.single_thread_mode.store(t.single_thread_mode, std::memory_order_relaxed);
+  detail::single_thread_mode_enabled.store(t.single_thread_mode, std::memory_order_relaxed);
   detail::runtime.tuning_epoch.fetch_add(1, std::memory_order_release);
 }
 

@@ -65,9 +65,11 @@ std::atomic<unlock_hook> test_after_unlock{nullptr};
 constinit thread_local thread_slot slot
     __attribute__((tls_model("initial-exec"))) = {nullptr, nullptr};
 
-transaction* enter_first(site_profile& profile) {
+transaction* enter_first() {
   transaction* t = &this_thread_transaction();
-  t->start(profile);
+  // start() skips the tuning in the single-thread mode; loading it here
+  // resolves the HTM backend at the thread's first transaction in any mode.
+  t->refresh_tuning();
   return t;
 }
 
@@ -123,8 +125,29 @@ void transaction::clear_logs() noexcept {
   filter_ = 0;
   floor_ = 0;
   unlogged_reads_ = 0;
-  retry_requested_ = false;
-  doomed_ = false;
+  attention_ = 0;
+}
+
+void transaction::begin() {
+  if (call_.attempts >= tuning_.serial_after) [[unlikely]] {
+    begin_serial();
+    return;
+  }
+  // The single-thread mode: no call, no atomic read-modify-write.
+  if (tuning_.single_thread_mode && !call_.no_single && detail::try_enter_single_thread_mode()) {
+    mode_ = mode::single_thread;
+    return;
+  }
+  // A logged attempt keeps the thread's last snapshot (rv_: the clock
+  // value it last saw): any clock value this thread has seen is a valid
+  // rv, and an old one costs at most an extension, while reading the
+  // clock here would be a cache miss whenever another core has just
+  // advanced it.
+  if (call_.force_logged || profile_->writes.load(std::memory_order_relaxed)) {
+    mode_ = mode::logged;
+    return;
+  }
+  begin_read_only();
 }
 
 // The logs are empty here: every way out of an attempt clears them.
@@ -135,19 +158,19 @@ void transaction::begin_serial() {
 
 void transaction::retry() {
   check_active();
-  retry_requested_ = true;
+  attention_ |= retry_requested;
   throw detail::retry_signal{};
 }
 
 void transaction::abort(std::uint64_t statistics::*cause) {
   count(cause);
-  doomed_ = true;
+  attention_ |= doomed;
   throw detail::abort_signal{};
 }
 
 void transaction::upgrade() {
   profile_->writes.store(true, std::memory_order_relaxed);
-  force_logged_ = true;
+  call_.force_logged = true;
   abort(&statistics::aborts_upgrade);
 }
 
@@ -243,8 +266,8 @@ void transaction::extend(std::uint64_t seen) {
     // it, so a rerun without a log starts after it. A second such abort in
     // one call reruns logged (extension, no more aborts for this reason).
     (void)detail::advance_clock(seen);
-    if (read_only_aborted_) force_logged_ = true;
-    read_only_aborted_ = true;
+    if (call_.read_only_aborted) call_.force_logged = true;
+    call_.read_only_aborted = true;
     abort(&statistics::aborts_validation);
   }
   // Move the clock before validating: every read still valid now is valid
@@ -330,6 +353,7 @@ void transaction::write_pointer(const void* tv, void (*load)(const void*, void*)
     writes_.push_back({tv, nullptr, store, 0, static_cast<std::uint32_t>(pointers_.size()), 0, 0});
     pointers_.push_back(std::move(old));
     store(tv, p);
+    attention_ |= rare_work;  // the commit clears writes_ and pointers_
     return;
   }
   if (mode_ == mode::read_only) upgrade();
@@ -472,8 +496,8 @@ void transaction::finish_write_back() {
 }
 
 void transaction::commit_general() {
-  if (doomed_) throw detail::abort_signal{};
-  if (retry_requested_) throw detail::retry_signal{};
+  if (attention_ & doomed) throw detail::abort_signal{};
+  if (attention_ & retry_requested) throw detail::retry_signal{};
   switch (mode_) {
     case mode::single_thread:
       leave_mode();
@@ -599,7 +623,7 @@ inline bool transaction::commit_small() {
   // What needs a call goes out of line, behind one branch: waking retry
   // waiters, advancing the clock after a long read set (as in
   // commit_general()), on_abort callbacks to drop.
-  if (wake_after_unlock_ || read_set_.size() >= advance_after_reads || !on_abort_.empty())
+  if (wake_after_unlock_ || read_set_.size() >= advance_after_reads || (attention_ & rare_work))
       [[unlikely]]
     return finish_commit_small(wv);
   committed_small();
@@ -617,8 +641,8 @@ bool transaction::finish_commit_small(std::uint64_t wv) {
 void transaction::commit_multi() {
   // The hot case first, with nothing on the way to it: a logged attempt
   // that wrote one or two word tvars (a transfer, a counter pair).
-  if (mode_ == mode::logged && !doomed_ && !retry_requested_ && writes_.size() - 1 < 2 &&
-      commit_small()) [[likely]]
+  if (mode_ == mode::logged && (attention_ & (doomed | retry_requested)) == 0 &&
+      writes_.size() - 1 < 2 && commit_small()) [[likely]]
     return;
   commit_general();
 }
@@ -688,7 +712,8 @@ void transaction::after_abort() {
   leave_mode();
   run_on_abort();
   clear_logs();
-  ++attempts_;
+  ++call_.attempts;
+  refresh_tuning_if_stale();  // for the backoff and begin()
   if (runtime.serial_gate.load(std::memory_order_acquire) & detail::gate_serial) {
     wait_for_serial_gate();
   } else {
@@ -697,6 +722,7 @@ void transaction::after_abort() {
 }
 
 void transaction::after_retry() {
+  refresh_tuning_if_stale();  // for begin()
   count(&statistics::aborts_explicit);
   const mode m = mode_;
   if (m == mode::single_thread) undo_single_thread(0, 0);
@@ -704,8 +730,8 @@ void transaction::after_retry() {
   run_on_abort();
   if (m == mode::read_only || m == mode::single_thread) {
     // Nothing logged to wait on: rerun with a read log; its retry parks.
-    force_logged_ = true;
-    no_single_ = true;
+    call_.force_logged = true;
+    call_.no_single = true;
     clear_logs();
     return;
   }
@@ -725,6 +751,13 @@ void transaction::after_exception() noexcept {
 // Callbacks may start transactions of their own (which fill on_commit_
 // again), so they run from a moved-out list; the list's block then goes
 // back, so the next transaction with a callback does not allocate.
+// after_commit() with rare_work set: the commit cleared every log but the
+// on_commit callbacks.
+void transaction::finish_rare_work() {
+  attention_ = 0;
+  if (!on_commit_.empty()) run_on_commit();
+}
+
 void transaction::run_on_commit() {
   std::vector<std::function<void()>> callbacks;
   callbacks.swap(on_commit_);
@@ -766,7 +799,7 @@ void transaction::park_on_read_set() {
 
 void transaction::backoff() noexcept {
   const tuning& t = tuning_;
-  const unsigned shift = std::min(attempts_, 24u);
+  const unsigned shift = std::min(call_.attempts, 24u);
   const std::uint64_t window = std::min(t.backoff_min_ticks << shift, t.backoff_max_ticks);
   rng_ ^= rng_ << 13;
   rng_ ^= rng_ >> 7;
@@ -835,8 +868,8 @@ void transaction::begin_hardware() {
 }
 
 void transaction::commit_hardware() {
-  if (doomed_) throw detail::abort_signal{};
-  if (retry_requested_) throw detail::retry_signal{};
+  if (attention_ & doomed) throw detail::abort_signal{};
+  if (attention_ & retry_requested) throw detail::retry_signal{};
   if (hardware_emulated_) {
     commit_serial();
     htm::transaction::commit();
@@ -914,7 +947,7 @@ bool transaction::hardware_aborted(const htm::status& s) noexcept {
   } else {
     count(&statistics::hw_aborts_other);
   }
-  if (again && ++hardware_tries_ < tuning_.hardware_attempts) return true;
+  if (again && ++call_.hardware_tries < tuning_.hardware_attempts) return true;
   count(&statistics::hw_fallbacks);
   return false;
 }

@@ -334,6 +334,73 @@ TEST(Stm, SingleThreadModeRunsWhenOneThreadUsesTheStm) {
   EXPECT_EQ(b.unsafe_load(), -90);
 }
 
+// The single-thread mode's commit tests one byte for everything rare
+// (callbacks, shared_ptr undo records, a swallowed retry signal) and sends
+// such an attempt through the general commit. Each must still do its work,
+// and leave nothing that sends the next call off the fast path: the counts
+// of single-thread commits are exact.
+TEST(Stm, SingleThreadModeCommitsWithCallbacksPointersAndASwallowedRetry) {
+  if (!stm::current_tuning().single_thread_mode) GTEST_SKIP() << "the single-thread mode is off";
+  using node = std::vector<int>;
+  stm::tvar<std::shared_ptr<const node>> list{std::make_shared<const node>(node{1})};
+  stm::tvar<long> a{0};
+  auto plain_transfer = [&] { stm::atomically([&](auto& tx) { tx.write(a, tx.read(a) + 1); }); };
+  const auto before = stm::process_statistics();
+
+  int committed = 0, aborted = 0;
+  stm::atomically([&](auto& tx) {
+    tx.write(a, 10L);
+    tx.on_commit([&] { ++committed; });
+    tx.on_abort([&] { ++aborted; });
+  });
+  EXPECT_EQ(committed, 1);
+  EXPECT_EQ(aborted, 0);
+  plain_transfer();
+  EXPECT_EQ(committed, 1) << "a callback ran again in the next transaction";
+
+  // A shared_ptr write keeps an undo record: committed, it stays; thrown
+  // away, the old node comes back.
+  stm::atomically([&](auto& tx) {
+    tx.write(list, std::shared_ptr<const node>(std::make_shared<node>(node{1, 2})));
+  });
+  EXPECT_EQ(*list.unsafe_load(), (node{1, 2}));
+  EXPECT_THROW(stm::atomically([&](auto& tx) {
+                 tx.write(list, std::shared_ptr<const node>(std::make_shared<node>(node{3})));
+                 tx.write(a, 99L);
+                 throw std::runtime_error("discard");
+               }),
+               std::runtime_error);
+  EXPECT_EQ(*list.unsafe_load(), (node{1, 2}));
+  EXPECT_EQ(a.unsafe_load(), 11);
+  plain_transfer();
+
+  // User code that swallows the retry signal cannot commit that attempt:
+  // its write is undone and the call reruns (logged, as after any retry).
+  int attempts = 0;
+  stm::atomically([&](stm::transaction& tx) {
+    ++attempts;
+    tx.write(a, tx.read(a) + 100);
+    if (attempts == 1) {
+      try {
+        tx.retry();
+      } catch (...) {  // wrong, but it must not commit the attempt
+      }
+    }
+  });
+  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(a.unsafe_load(), 112) << "the swallowed attempt's write was undone";
+  plain_transfer();
+  EXPECT_EQ(a.unsafe_load(), 113);
+
+  const auto d = stm::process_statistics() - before;
+  // Single-thread commits: the callbacks, three plain transfers and the
+  // committed pointer write; the swallowed retry's rerun is logged.
+  EXPECT_EQ(d.single_thread_commits, 5u) << d.describe();
+  EXPECT_EQ(d.update_commits, 1u) << d.describe();
+  EXPECT_EQ(d.aborts_explicit, 1u) << d.describe();
+  EXPECT_EQ(d.aborts_exception, 1u) << d.describe();
+}
+
 // A retry in the single-thread mode leaves it (nobody else could wake the
 // thread otherwise) and parks until a thread that registers later commits.
 TEST(Stm, RetryFromTheSingleThreadModeIsWokenByANewThread) {

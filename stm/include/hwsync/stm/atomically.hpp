@@ -37,12 +37,12 @@ auto atomically(F&& f) -> std::remove_cvref_t<std::invoke_result_t<F&, transacti
   using result = std::remove_cvref_t<std::invoke_result_t<F&, transaction&>>;
   constexpr bool returns_void = std::is_void_v<result>;
   static detail::site_profile profile;
-  bool nested = false;
-  transaction& tx = *detail::enter(profile, nested);
-  if (nested) return f(tx);
+  detail::entry how;
+  transaction& tx = *detail::enter(profile, how);
+  if (how == detail::entry::nested) return f(tx);
   using storage = std::conditional_t<returns_void, bool, std::optional<result>>;
 
-  if (tx.hardware_wanted()) {
+  if (how == detail::entry::hardware) {
     for (;;) {
       const htm::status s = htm::transaction::begin();
       if (s.is_started()) {
@@ -76,12 +76,14 @@ auto atomically(F&& f) -> std::remove_cvref_t<std::invoke_result_t<F&, transacti
       }
       if (!tx.hardware_aborted(s)) break;
     }
+    tx.begin();  // the software path's first attempt
   }
 
+  // enter() began the first attempt (transaction::start()); the handlers
+  // below begin the others.
   for (;;) {
     [[maybe_unused]] storage r{};
     try {
-      tx.begin();
       if constexpr (returns_void) {
         f(tx);
       } else {
@@ -90,9 +92,11 @@ auto atomically(F&& f) -> std::remove_cvref_t<std::invoke_result_t<F&, transacti
       tx.commit();
     } catch (const detail::abort_signal&) {
       tx.after_abort();
+      tx.begin();
       continue;
     } catch (const detail::retry_signal&) {
       tx.after_retry();
+      tx.begin();
       continue;
     } catch (...) {
       tx.after_exception();

@@ -111,6 +111,11 @@ void quiesce();
 
 namespace detail {
 
+// tuning::single_thread_mode as set_tuning() last stored it. start() tests
+// it before anything else, so that the single-thread mode needs neither the
+// tuning epoch nor the descriptor's copy of the tuning.
+extern std::atomic<bool> single_thread_mode_enabled;
+
 struct abort_signal {};  // the attempt aborted; atomically() reruns it
 struct retry_signal {};  // tx.retry(): atomically() blocks, then reruns
 
@@ -164,11 +169,18 @@ inline transaction* current_transaction() noexcept {
   return slot.current;
 }
 
-// atomically()'s entry: the running transaction when called inside one
-// (nested = true: flat nesting), else the thread's descriptor, created on
-// first use (enter_first) and started for this call site.
-inline transaction* enter(site_profile& profile, bool& nested);
-transaction* enter_first(site_profile& profile);
+// How atomically() entered: it joined the running transaction (flat
+// nesting), or it started a call whose first attempt enter() began in
+// software, or whose first attempt is to try the hardware path.
+enum class entry : std::uint8_t { nested, software, hardware };
+
+// atomically()'s entry: the running transaction when called inside one,
+// else the thread's descriptor, created on first use (enter_first) and
+// started for this call site (transaction::start()).
+inline transaction* enter(site_profile& profile, entry& how);
+// Creates the calling thread's descriptor (registering the thread) and
+// loads the tuning into it.
+transaction* enter_first();
 
 }  // namespace detail
 
@@ -207,16 +219,20 @@ class transaction {
   [[gnu::always_inline]] void write(tvar<T>& v, const std::type_identity_t<T>& x) {
     check_active();
     constexpr std::uint32_t n = tvar<T>::word_count;
-    std::uint64_t buf[n];
-    tvar<T>::to_words(x, buf);
+    // Two buffers: the logged path passes its address on, which would keep
+    // the single-thread mode's value on the stack too.
     if (mode_ == detail::mode::single_thread) {
+      std::uint64_t words[n];
+      tvar<T>::to_words(x, words);
       // In place, with an undo record of each old word.
       for (std::uint32_t i = 0; i < n; ++i) {
         undo_words_.push_back({&v.words_[i], v.words_[i].load(std::memory_order_relaxed)});
-        v.words_[i].store(buf[i], std::memory_order_relaxed);
+        v.words_[i].store(words[i], std::memory_order_relaxed);
       }
       return;
     }
+    std::uint64_t buf[n];
+    tvar<T>::to_words(x, buf);
     write_words(&v, v.words_, n, buf);
   }
 
@@ -252,7 +268,7 @@ class transaction {
     } catch (const detail::retry_signal&) {
       rollback_to(cp);
       floor_ = outer_floor;
-      retry_requested_ = false;
+      attention_ &= ~retry_requested;
     } catch (...) {
       floor_ = outer_floor;
       throw;
@@ -265,6 +281,7 @@ class transaction {
   void on_commit(F&& cb) {
     check_active();
     on_commit_.emplace_back(std::forward<F>(cb));
+    attention_ |= rare_work;
   }
   // Runs cb if this attempt is rolled back (abort, retry, exception); it is
   // then forgotten (a rerun registers again).
@@ -272,46 +289,24 @@ class transaction {
   void on_abort(F&& cb) {
     check_active();
     on_abort_.emplace_back(std::forward<F>(cb));
+    attention_ |= rare_work;
   }
 
   // ---- used by atomically() (hwsync/stm/atomically.hpp) ----
-  [[gnu::always_inline]] void begin() {
-    if (attempts_ < tuning_.serial_after) [[likely]] {
-      // The single-thread mode: no call, no atomic read-modify-write.
-      if (tuning_.single_thread_mode && !no_single_ && detail::try_enter_single_thread_mode()) {
-        mode_ = detail::mode::single_thread;
-        return;
-      }
-      // A logged attempt keeps the thread's last snapshot (rv_: the clock
-      // value it last saw): any clock value this thread has seen is a valid
-      // rv, and an old one costs at most an extension, while reading the
-      // clock here would be a cache miss whenever another core has just
-      // advanced it.
-      if (force_logged_ || profile_->writes.load(std::memory_order_relaxed)) {
-        mode_ = detail::mode::logged;
-        return;
-      }
-      // A read-only attempt cannot extend after its first read: a fresh rv.
-      mode_ = detail::mode::read_only;
-      rv_ = detail::runtime.clock.load(std::memory_order_seq_cst);
-      return;
-    }
-    begin_serial();
-  }
+  // start() (called by detail::enter()) began the call's first attempt, or
+  // chose the hardware path for it; begin() begins every later software
+  // attempt (after an abort, a retry, or the hardware path's fallback).
+  void begin();
   void commit() {
-    if (mode_ == detail::mode::single_thread && !doomed_ && !retry_requested_) [[likely]] {
+    // The single-thread mode's commit: nothing to publish (the writes went
+    // in place), so only the mode to leave, the count, and the undo log to
+    // forget. Everything rarer (a swallowed abort or retry signal to
+    // rethrow, callbacks, shared_ptr undo records) is behind attention_.
+    if (mode_ == detail::mode::single_thread && attention_ == 0) [[likely]] {
       detail::leave_single_thread_mode();
-      mode_ = detail::mode::logged;
       count(&statistics::single_thread_commits);
-      // Only the logs this mode fills: the undo logs and the callbacks.
       detail::slot.current = nullptr;
       undo_words_.clear();
-      if (!writes_.empty()) [[unlikely]] {
-        writes_.clear();
-        pointers_.clear();
-      }
-      if (!on_abort_.empty()) [[unlikely]]
-        on_abort_.clear();
       return;
     }
     commit_multi();
@@ -322,9 +317,9 @@ class transaction {
   // After a successful commit (which already left the transaction): runs
   // the on_commit callbacks, if any.
   void after_commit() {
-    if (!on_commit_.empty()) run_on_commit();
+    if (attention_ & rare_work) [[unlikely]]
+      finish_rare_work();
   }
-  bool hardware_wanted() const noexcept { return hardware_wanted_; }
   void begin_hardware();
   void commit_hardware();
   // A retry, abort or exception left a hardware attempt. On RTM: XABORT,
@@ -336,36 +331,65 @@ class transaction {
 
  private:
   friend transaction& this_thread_transaction();
-  friend transaction* detail::enter(detail::site_profile& profile, bool& nested);
-  friend transaction* detail::enter_first(detail::site_profile& profile);
+  friend transaction* detail::enter(detail::site_profile& profile, detail::entry& how);
+  friend transaction* detail::enter_first();
   transaction();
-  void start(detail::site_profile& profile) noexcept {
+  // Starts an atomically() call (enter() made this the running
+  // transaction): resets what the call accumulates and begins its first
+  // attempt, or returns true where that attempt is to try the hardware
+  // path. The single-thread mode is tested first, with nothing on the way
+  // to it: the tuning copy, the HTM backend and the site's profile only
+  // matter when it cannot run.
+  [[gnu::always_inline]] bool start(detail::site_profile& profile) noexcept {
+    if constexpr (debug::checks_enabled) {
+      if (attention_ != 0)
+        debug::misuse("hwsync::stm::transaction", this,
+                      "internal: the last atomically() call left attention bits set");
+    }
     profile_ = &profile;
-    attempts_ = 0;
-    hardware_tries_ = 0;
-    force_logged_ = false;
-    read_only_aborted_ = false;
-    no_single_ = false;
-    detail::slot.current = this;
+    call_ = {};
+    if (detail::single_thread_mode_enabled.load(std::memory_order_relaxed) &&
+        detail::try_enter_single_thread_mode()) [[likely]] {
+      mode_ = detail::mode::single_thread;
+      return false;
+    }
+    refresh_tuning_if_stale();
+    // First the test that decides where there is no hardware path (no TSX
+    // here): one relaxed load (refresh_tuning() resolved the backend). One
+    // thread: the single-thread mode beats any hardware transaction.
+    // hardware_backend_active() resolves the backend and tells rtm from the
+    // emulation.
+    if (htm::detail::current_backend.load(std::memory_order_relaxed) != htm::backend::off &&
+        tuning_.hardware_attempts != 0 &&
+        !(tuning_.single_thread_mode &&
+          detail::runtime.live_threads.load(std::memory_order_relaxed) == 1) &&
+        hardware_backend_active()) [[unlikely]]
+      return true;  // atomically() runs begin_hardware()
+    // begin() for a first attempt: no abort yet, nothing forces a log.
+    if (profile_->writes.load(std::memory_order_relaxed)) {
+      mode_ = detail::mode::logged;
+      return false;
+    }
+    begin_read_only();
+    return false;
+  }
+  // A read-only attempt cannot extend after its first read: a fresh rv.
+  void begin_read_only() noexcept {
+    mode_ = detail::mode::read_only;
+    rv_ = detail::runtime.clock.load(std::memory_order_seq_cst);
+  }
+  // set_tuning() takes effect at the next attempt: start() checks the
+  // epoch where the copy matters, and so do after_abort() and
+  // after_retry(), since an attempt that start() began in the single-thread
+  // mode did not.
+  void refresh_tuning_if_stale() noexcept {
     if (detail::runtime.tuning_epoch.load(std::memory_order_acquire) != tuning_epoch_) [[unlikely]]
       refresh_tuning();
-    hardware_wanted_ = false;
-    // First the test that decides where there is no hardware path (no TSX
-    // here): one relaxed load (refresh_tuning() resolved the backend).
-    if (htm::detail::current_backend.load(std::memory_order_relaxed) == htm::backend::off)
-        [[likely]]
-      return;
-    if (tuning_.hardware_attempts == 0) return;
-    // One thread: the single-thread mode beats any hardware transaction.
-    if (tuning_.single_thread_mode &&
-        detail::runtime.live_threads.load(std::memory_order_relaxed) == 1)
-      return;
-    // Resolves the backend and tells rtm from the emulation.
-    hardware_wanted_ = hardware_backend_active();
   }
   void refresh_tuning() noexcept;
   static bool hardware_backend_active() noexcept;
   void begin_serial();
+  void finish_rare_work();
   void commit_multi();
   void commit_general();
 
@@ -586,24 +610,38 @@ class transaction {
   friend statistics process_statistics();
   friend void quiesce();
 
+  // The running attempt's mode (between calls, the last attempt's: start(),
+  // begin() and begin_hardware() set it before anything reads it).
   detail::mode mode_ = detail::mode::logged;
-  bool retry_requested_ = false;
-  bool doomed_ = false;
-  bool force_logged_ = false;
-  bool read_only_aborted_ = false;  // this call had a read-only attempt meet a newer version
-  bool no_single_ = false;
-  bool hardware_wanted_ = false;
+  // What the end of an attempt must look at beyond the common case, in one
+  // byte so that a commit tests it all at once. 0 between atomically()
+  // calls: every way out of a call clears it (clear_logs(), after_commit()).
+  std::uint8_t attention_ = 0;
+  static constexpr std::uint8_t doomed = 1;           // aborted: a swallowed abort signal
+  static constexpr std::uint8_t retry_requested = 2;  // tx.retry() ran (or a swallowed retry)
+  // on_commit/on_abort callbacks registered, or (single-thread mode) a
+  // shared_ptr tvar's undo record in writes_/pointers_. No false negatives.
+  static constexpr std::uint8_t rare_work = 4;
   bool wake_after_unlock_ = false;
   bool locked_newer_ = false;  // a stripe this commit locked had a version above rv
-  tuning tuning_;              // refreshed when set_tuning() bumps the epoch
-  std::uint64_t tuning_epoch_ = ~std::uint64_t{0};
   bool hardware_emulated_ = false;
+  // What one atomically() call accumulates over its attempts: start()
+  // resets it with one store.
+  struct per_call {
+    unsigned attempts;            // aborted attempts (serial after tuning::serial_after)
+    std::uint8_t hardware_tries;  // at most tuning::hardware_attempts (<= 64)
+    bool force_logged;            // an upgrade, a retry or a second read-only abort
+    bool read_only_aborted;       // a read-only attempt met a newer version
+    bool no_single;               // a retry left the single-thread mode: rerun logged
+  };
+  static_assert(sizeof(per_call) == 8, "start() resets it with one store");
+  per_call call_{};
+  tuning tuning_;  // refreshed when set_tuning() bumps the epoch
+  std::uint64_t tuning_epoch_ = ~std::uint64_t{0};
   std::uint64_t rv_ = 0;
   std::uint64_t filter_ = 0;
   std::uint32_t floor_ = 0;
   std::size_t unlogged_reads_ = 0;
-  unsigned attempts_ = 0;
-  unsigned hardware_tries_ = 0;
   detail::site_profile* profile_ = nullptr;
   std::uint64_t owner_id_;
   std::uint64_t rng_;
@@ -639,16 +677,17 @@ class transaction {
 // first use).
 transaction& this_thread_transaction();
 
-inline transaction* detail::enter(site_profile& profile, bool& nested) {
+inline transaction* detail::enter(site_profile& profile, entry& how) {
   thread_slot& s = slot;
   if (s.current != nullptr) {
-    nested = true;
+    how = entry::nested;
     return s.current;
   }
   transaction* t = s.descriptor;
   if (t == nullptr) [[unlikely]]
-    return enter_first(profile);
-  t->start(profile);
+    t = enter_first();
+  s.current = t;
+  how = t->start(profile) ? entry::hardware : entry::software;
   return t;
 }
 
