@@ -11,7 +11,7 @@
 //             single-thread mode's (disjoint, 1 thread) show in the report;
 //             disjoint also runs the hand-written floors of
 //             bench/stm_floors.hpp (unsynchronized, undo_log_by_hand,
-//             tl2_by_hand, per_account_spinlocks)
+//             tl2_by_hand, tl2_tagged_by_hand, per_account_spinlocks)
 //   list      sorted linked list, keys 0..255, 20% updates
 //   hash      chained hash set, 4096 buckets, keys 0..8191, 20% updates
 //   rbtree    red-black tree, keys 0..8191, 20% updates
@@ -400,8 +400,9 @@ void register_all(peer_list<Peers...>) {
                                             bm_bank<stm_peer>(s, true);
                                           }),
              {1, 2});
-  register_floors(floor_list<stm_floors::unsynchronized, stm_floors::undo_log_by_hand,
-                             stm_floors::tl2_by_hand, stm_floors::per_account_spinlocks>{});
+  register_floors(
+      floor_list<stm_floors::unsynchronized, stm_floors::undo_log_by_hand, stm_floors::tl2_by_hand,
+                 stm_floors::tl2_tagged_by_hand, stm_floors::per_account_spinlocks>{});
   (self_timed(
        benchmark::RegisterBenchmark(name("list", Peers::id).c_str(), bm_set<set_kind::list, Peers>),
        all),

@@ -15,6 +15,10 @@
 //                          commit-time locking with one CAS per written
 //                          word, write-back and unlock with version
 //                          clock + 1; the next snapshot is that clock value
+//   tl2_tagged_by_hand     the same with committer tags in the words, so
+//                          that a thread takes its own last commits without
+//                          extending (a change the STM does not make; see
+//                          docs/stm.md, "Fifth round")
 //   per_account_spinlocks  fine-grained locking: one atomic exchange per
 //                          account and a release store
 //
@@ -92,11 +96,19 @@ struct undo_log_by_hand {
 // reads, two writes, the read set equal to the write set) and nothing else:
 // no atomically() frame, no modes, no redo log beyond two locals, no
 // statistics, no retry or serial mode. A word per account: bit 0 locked,
-// bits 1-63 the version of its last commit.
-class tl2_by_hand {
+// bits 1-8 a committer tag, bits 9-63 the version of its last commit.
+//
+// Tagged = false (tl2_by_hand): the STM's protocol; the tag is always 0.
+// Tagged = true (tl2_tagged_by_hand): the change docs/stm.md sketches
+// ("Fifth round"): each thread tags its commits, and a read that meets a
+// word it committed itself at version rv + 1 takes it without extending,
+// so that disjoint writers never write the shared clock. Measured here to
+// see what that would buy; the STM does not do it.
+template <bool Tagged>
+class tl2_floor {
  public:
-  static constexpr const char* id = "tl2_by_hand";
-  explicit tl2_by_hand(int accounts)
+  static constexpr const char* id = Tagged ? "tl2_tagged_by_hand" : "tl2_by_hand";
+  explicit tl2_floor(int accounts)
       : words_(std::make_unique<std::atomic<std::uint64_t>[]>(static_cast<std::size_t>(accounts))),
         values_(std::make_unique<std::atomic<long>[]>(static_cast<std::size_t>(accounts))),
         accounts_(accounts) {
@@ -118,9 +130,9 @@ class tl2_by_hand {
       std::uint64_t wf, wt;
       long vf, vt;
       if (!read(sf, values_[idx(from)], wf, vf)) continue;
-      if (version(wf) > mine.rv) mine.rv = advance_clock(version(wf));
+      if (newer(wf, mine.rv)) mine.rv = advance_clock(version(wf));
       if (!read(st, values_[idx(to)], wt, vt)) continue;
-      if (version(wt) > mine.rv) {
+      if (newer(wt, mine.rv)) {
         mine.rv = advance_clock(version(wt));
         if (sf.load(std::memory_order_seq_cst) != wf) continue;
       }
@@ -138,9 +150,9 @@ class tl2_by_hand {
       } else {
         values_[idx(from)].store(vf - amount, std::memory_order_release);
         values_[idx(to)].store(vt + amount, std::memory_order_release);
-        st.store(wv << 1, std::memory_order_release);
+        st.store(unlocked(wv), std::memory_order_release);
       }
-      sf.store(wv << 1, std::memory_order_release);
+      sf.store(unlocked(wv), std::memory_order_release);
       mine.rv = wv - 1;
       return;
     }
@@ -158,7 +170,32 @@ class tl2_by_hand {
     std::uint64_t rv = 0;
   };
   static std::size_t idx(int i) { return static_cast<std::size_t>(i); }
-  static std::uint64_t version(std::uint64_t w) { return w >> 1; }
+  static std::uint64_t version(std::uint64_t w) { return w >> 9; }
+  // The calling thread's tag: 1 to 255 for the first 255 threads to ask,
+  // then 0 (untagged: never taken as its own).
+  static std::uint64_t my_tag() {
+    if constexpr (!Tagged) {
+      return 0;
+    } else {
+      static std::atomic<std::uint64_t> next{1};
+      thread_local const std::uint64_t tag = [] {
+        const std::uint64_t t = next.fetch_add(1, std::memory_order_relaxed);
+        return t < 256 ? t : 0;
+      }();
+      return tag;
+    }
+  }
+  static std::uint64_t unlocked(std::uint64_t version) { return version << 9 | my_tag() << 1; }
+  // Whether a read's word needs an extension: a version above rv, except,
+  // tagged, this thread's own commit at rv + 1.
+  static bool newer(std::uint64_t w, std::uint64_t rv) {
+    if (version(w) <= rv) return false;
+    if constexpr (Tagged) {
+      const std::uint64_t tag = my_tag();
+      if (tag != 0 && w == ((rv + 1) << 9 | tag << 1)) return false;
+    }
+    return true;
+  }
 
   // A consistent (unlocked, unchanged around the value) read; false after
   // waiting out a lock held by a committer (never in the disjoint scenario).
@@ -189,6 +226,8 @@ class tl2_by_hand {
   std::unique_ptr<std::atomic<long>[]> values_;
   int accounts_;
 };
+using tl2_by_hand = tl2_floor<false>;
+using tl2_tagged_by_hand = tl2_floor<true>;
 
 // Hand-written fine-grained locking: a spin lock word per account, taken
 // with one atomic exchange and released with a plain store. No logs, no

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bitset>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -50,6 +51,7 @@ struct registry_state {
   std::vector<transaction*> live;
   statistics exited;
   bool first_registration = true;
+  std::bitset<max_commit_tag + 1> tags_taken{1};  // tag 0 means untagged: never handed out
 };
 registry_state& registry() {
   static registry_state* r = new registry_state;  // outlives every thread_local descriptor
@@ -66,8 +68,9 @@ bool register_membarrier() noexcept {
 
 }  // namespace
 
-void register_descriptor(transaction* t) {
+std::uint64_t register_descriptor(transaction* t) {
   std::lock_guard s(serial_mutex());
+  std::uint64_t tag = 0;
   {
     std::lock_guard g(registry().mutex);
     if (registry().live.empty() && registry().first_registration) {
@@ -75,6 +78,14 @@ void register_descriptor(transaction* t) {
       runtime.asymmetric_fence.store(register_membarrier(), std::memory_order_relaxed);
     }
     registry().live.push_back(t);
+    auto& taken = registry().tags_taken;
+    for (std::uint64_t i = 1; i <= max_commit_tag; ++i) {
+      if (!taken[i]) {
+        taken[i] = true;
+        tag = i;
+        break;
+      }
+    }
   }
   runtime.live_threads.fetch_add(1, std::memory_order_seq_cst);
   // A thread in the single-thread mode either saw the count at 2 before it
@@ -90,6 +101,7 @@ void register_descriptor(transaction* t) {
       std::this_thread::yield();
     }
   }
+  return tag;
 }
 
 std::uint64_t advance_clock(std::uint64_t version) noexcept {
@@ -123,11 +135,12 @@ bool oversubscribed() noexcept {
   return runtime.live_threads.load(std::memory_order_relaxed) > cpus;
 }
 
-void unregister_descriptor(transaction* t, const statistics& final_counts) {
+void unregister_descriptor(transaction* t, std::uint64_t tag, const statistics& final_counts) {
   std::lock_guard s(serial_mutex());
   std::lock_guard g(registry().mutex);
   auto& live = registry().live;
   live.erase(std::find(live.begin(), live.end(), t));
+  if (tag != 0) registry().tags_taken[tag] = false;
   registry().exited += final_counts;
   runtime.live_threads.fetch_sub(1, std::memory_order_release);
 }

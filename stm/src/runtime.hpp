@@ -34,10 +34,14 @@ struct waiter {
 hwsync::mutex& waiters_mutex() noexcept;
 std::vector<waiter*>& waiters() noexcept;  // under waiters_mutex()
 
-// Registration waits for a single-thread-mode transaction to end.
-void register_descriptor(transaction* t);
+// Registration waits for a single-thread-mode transaction to end. Returns
+// the descriptor's commit tag: 1 to max_commit_tag, unique among live
+// descriptors, or 0 when all are taken (its commits are then untagged).
+std::uint64_t register_descriptor(transaction* t);
 
-void unregister_descriptor(transaction* t, const statistics& final_counts);
+// Gives the tag back: the descriptor's commits have all ended, so a thread
+// that takes the tag next may treat them as its own (docs/stm.md).
+void unregister_descriptor(transaction* t, std::uint64_t tag, const statistics& final_counts);
 
 // Advances the clock to at least `version` (a version a reader met above
 // its rv): one CAS unless another thread got there first. Returns the clock

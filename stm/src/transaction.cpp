@@ -90,11 +90,11 @@ transaction::transaction()
   writes_.reserve(16);
   arena_.reserve(64);
   undo_words_.reserve(64);
-  detail::register_descriptor(this);
+  commit_tag_ = detail::register_descriptor(this);
 }
 
 transaction::~transaction() {
-  detail::unregister_descriptor(this, stats_);
+  detail::unregister_descriptor(this, commit_tag_, stats_);
   if (detail::slot.descriptor == this) detail::slot.descriptor = nullptr;
 }
 
@@ -239,7 +239,7 @@ void transaction::read_validated(std::uint32_t idx, void (*load)(const void*, vo
       wait_for_owner(now - locked_since);
       continue;
     }
-    if (detail::version_of(w1) > rv_) {
+    if (newer(w1)) {
       extend(detail::version_of(w1));
       continue;
     }
@@ -300,7 +300,7 @@ bool transaction::validate_reads() const noexcept {
     for (const std::uint32_t idx : read_set_) {
       // seq_cst: see below.
       const std::uint64_t w = stripes[idx].load(std::memory_order_seq_cst);
-      if (w != mine && (detail::is_locked(w) || detail::version_of(w) > rv_)) return false;
+      if (w != mine && (detail::is_locked(w) || newer(w))) return false;
     }
     return true;
   }
@@ -313,8 +313,8 @@ bool transaction::validate_reads() const noexcept {
       // Locked by this commit: judge the version it replaced.
       const auto it = std::find_if(locks_.begin(), locks_.end(),
                                    [idx](const held_lock& h) { return h.stripe == idx; });
-      if (it == locks_.end() || detail::version_of(it->previous) > rv_) return false;
-    } else if (detail::version_of(w) > rv_) {
+      if (it == locks_.end() || newer(it->previous)) return false;
+    } else if (newer(w)) {
       return false;
     }
   }
@@ -431,7 +431,7 @@ bool transaction::lock_write_set(bool wait) {
       // seq_cst: the Dekker pair with the serial gate (enter_serial).
       if (s.compare_exchange_weak(w, mine, std::memory_order_seq_cst, std::memory_order_relaxed)) {
         locks_.push_back({e.stripe, w});
-        locked_newer_ |= detail::version_of(w) > rv_;
+        locked_newer_ |= newer(w);
         break;
       }
     }
@@ -461,7 +461,7 @@ void transaction::write_back() noexcept {
 
 void transaction::unlock_write_set(std::uint64_t wv) noexcept {
   for (const held_lock& h : locks_) {
-    stripes[h.stripe].store(detail::unlocked_word(wv), std::memory_order_release);
+    stripes[h.stripe].store(detail::unlocked_word(wv, commit_tag_), std::memory_order_release);
     detail::after_stripe_unlock(h.stripe);
   }
   locks_.clear();
@@ -578,14 +578,14 @@ inline bool transaction::commit_small() {
   std::atomic<std::uint64_t>& sb = stripes[b.stripe];
   const bool two_stripes = &sb != &sa;
   std::uint64_t wa = sa.load(std::memory_order_relaxed);
-  if (detail::is_locked(wa) || detail::version_of(wa) > rv_) return false;
+  if (detail::is_locked(wa) || newer(wa)) return false;
   // seq_cst: the Dekker pair with the serial gate (enter_serial).
   if (!sa.compare_exchange_strong(wa, mine, std::memory_order_seq_cst, std::memory_order_relaxed))
     return false;
   std::uint64_t wb = wa;
   if (two_stripes) {
     wb = sb.load(std::memory_order_relaxed);
-    if (detail::is_locked(wb) || detail::version_of(wb) > rv_ ||
+    if (detail::is_locked(wb) || newer(wb) ||
         !sb.compare_exchange_strong(wb, mine, std::memory_order_seq_cst,
                                     std::memory_order_relaxed)) {
       sa.store(wa, std::memory_order_release);
@@ -600,7 +600,7 @@ inline bool transaction::commit_small() {
   // every entry): only the others are loaded. seq_cst as in validate_reads().
   for (const std::uint32_t idx : read_set_) {
     const std::uint64_t w = stripes[idx].load(std::memory_order_seq_cst);
-    if (w != mine && (detail::is_locked(w) || detail::version_of(w) > rv_)) [[unlikely]]
+    if (w != mine && (detail::is_locked(w) || newer(w))) [[unlikely]]
       abort_commit_small(wa, wb, true, &statistics::aborts_validation);
   }
   // Release stores: the seqlock argument, as in write_back(). In this
@@ -611,10 +611,10 @@ inline bool transaction::commit_small() {
   // another committer at once, and a second unlock store to it would
   // release that committer's lock (lost updates under the tsan preset:
   // OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock).
-  sa.store(detail::unlocked_word(wv), std::memory_order_release);
+  sa.store(detail::unlocked_word(wv, commit_tag_), std::memory_order_release);
   detail::after_stripe_unlock(a.stripe);
   if (two_stripes) {
-    sb.store(detail::unlocked_word(wv), std::memory_order_release);
+    sb.store(detail::unlocked_word(wv, commit_tag_), std::memory_order_release);
     detail::after_stripe_unlock(b.stripe);
   }
   commit_state_.store(0, std::memory_order_release);  // finish_write_back(), its first half
@@ -782,7 +782,7 @@ void transaction::park_on_read_set() {
   bool unchanged = true;
   for (const std::uint32_t idx : read_set_) {
     const std::uint64_t w = stripes[idx].load(std::memory_order_seq_cst);
-    if (detail::is_locked(w) || detail::version_of(w) > rv_) {
+    if (detail::is_locked(w) || newer(w)) {
       unchanged = false;
       break;
     }
@@ -891,7 +891,7 @@ void transaction::commit_hardware() {
     const std::uint64_t wv = runtime.clock.load(std::memory_order_relaxed) + 1;
     write_back();
     for (const detail::write_entry& e : writes_)
-      stripes[e.stripe].store(detail::unlocked_word(wv), std::memory_order_relaxed);
+      stripes[e.stripe].store(detail::unlocked_word(wv, 0), std::memory_order_relaxed);
   }
   htm::transaction::commit();
   mode_ = mode::logged;

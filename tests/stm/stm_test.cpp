@@ -401,6 +401,65 @@ TEST(Stm, SingleThreadModeCommitsWithCallbacksPointersAndASwallowedRetry) {
   EXPECT_EQ(d.aborts_exception, 1u) << d.describe();
 }
 
+// Commit tags (stripe_table.hpp): a thread takes the words its own
+// commits left at rv + 1 without extending. So two threads on disjoint
+// tvars, once each has caught up with the clock, never extend and never
+// write the clock. Before tags, every read of a tvar the thread had just
+// written met a version one above its snapshot (0.054 extensions per
+// transfer in the disjoint bench, each a CAS on the shared clock).
+TEST(Stm, DisjointWritersTakeTheirOwnCommitsWithoutExtending) {
+  constexpr int per_thread = 64;
+  constexpr int transfers = 20000;
+  stm::tuning software_only;
+  software_only.hardware_attempts = 0;  // the counts below are the software path's
+  tuning_scope ts(software_only);
+  // Aligned so that the block cannot straddle an 8 MiB boundary, where two
+  // tvars could fold onto one stripe (stripe_index) and conflict.
+  struct alignas(4096) accounts_block {
+    stm::tvar<long> a[2 * per_thread];
+  };
+  auto block = std::make_unique<accounts_block>();
+  for (auto& t : block->a) t.unsafe_store(100);
+  std::latch warmed(3), measuring(3), done(3);
+  auto worker = [&](int base) {
+    unsigned x = static_cast<unsigned>(base) * 2654435761u + 1u;
+    auto transfer = [&] {
+      x = x * 1664525u + 1013904223u;
+      const int from = base + static_cast<int>((x >> 8) % per_thread);
+      const int to = base + static_cast<int>((x >> 20) % per_thread);
+      stm::atomically([&](stm::transaction& tx) {
+        tx.write(block->a[from], tx.read(block->a[from]) - 1);
+        tx.write(block->a[to], tx.read(block->a[to]) + 1);
+      });
+    };
+    // Catch up with the clock: the first reads may meet versions other
+    // tests left above this thread's snapshot.
+    for (int i = 0; i < 4 * per_thread; ++i) transfer();
+    warmed.arrive_and_wait();
+    measuring.arrive_and_wait();
+    for (int i = 0; i < transfers; ++i) transfer();
+    // Stay registered until both are done: alone, the other would run in
+    // the single-thread mode.
+    done.arrive_and_wait();
+  };
+  std::thread t1(worker, 0), t2(worker, per_thread);
+  warmed.arrive_and_wait();
+  const auto before = stm::process_statistics();
+  const std::uint64_t clock_before = stm::detail::runtime.clock.load();
+  measuring.arrive_and_wait();
+  done.arrive_and_wait();
+  t1.join();
+  t2.join();
+  const auto d = stm::process_statistics() - before;
+  EXPECT_EQ(d.update_commits, 2u * transfers) << d.describe();
+  EXPECT_EQ(d.extensions, 0u) << d.describe();
+  EXPECT_EQ(d.aborts(), 0u) << d.describe();
+  EXPECT_EQ(stm::detail::runtime.clock.load(), clock_before) << "a disjoint writer wrote the clock";
+  long total = 0;
+  for (const auto& t : block->a) total += t.unsafe_load();
+  EXPECT_EQ(total, 100L * 2 * per_thread);
+}
+
 // A retry in the single-thread mode leaves it (nobody else could wake the
 // thread otherwise) and parks until a thread that registers later commits.
 TEST(Stm, RetryFromTheSingleThreadModeIsWokenByANewThread) {

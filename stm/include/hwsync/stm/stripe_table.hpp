@@ -19,12 +19,22 @@
 //                 hwsync/stm/transaction.hpp).
 //
 // Stripe word (64 bits)
-//   | bit 0 | bits 1..63                    | meaning                          |
-//   |-------|-------------------------------|----------------------------------|
-//   | 0     | version v                     | unlocked; the last commit to it  |
-//   |       |                               | loaded clock v - 1 after locking |
-//   | 1     | owner id (a thread's descriptor) | locked by that committer for   |
-//   |       |                               | write-back; version held aside   |
+//   | bit 0 | bits 1..8 | bits 9..63  | meaning                                |
+//   |-------|-----------|-------------|----------------------------------------|
+//   | 0     | tag t     | version v   | unlocked; the last commit to it loaded |
+//   |       |           |             | clock v - 1 after locking; t is its    |
+//   |       |           |             | committer's tag (1..255, unique among  |
+//   |       |           |             | live descriptors) or 0 (untagged: a    |
+//   |       |           |             | hardware commit, a descriptor beyond   |
+//   |       |           |             | the 255th live one)                    |
+//   | 1     | owner id (bits 1..63)   | locked by that committer for           |
+//   |       |                         | write-back; the word it replaced is    |
+//   |       |                         | held aside                             |
+//   A thread whose snapshot is rv takes the word (rv + 1, its own tag) as
+//   if its version were <= rv: only its own finished commits wrote it, and
+//   nothing that must serialize after them has a version <= rv + 1 that
+//   could hide (docs/stm.md, "The clock", own commits). So disjoint writers
+//   never extend past each other's versions, and never write the clock.
 //
 // Global clock (64 bits), advanced lazily (TL2's GV5): an update commit
 //   loads it after locking its stripes and writes version clock + 1 without
@@ -113,11 +123,13 @@ inline void leave_single_thread_mode() noexcept {
 inline constexpr bool is_locked(std::uint64_t w) noexcept {
   return (w & stripe_locked) != 0;
 }
+inline constexpr unsigned version_shift = 9;  // bit 0 the lock, bits 1..8 the tag
+inline constexpr std::uint64_t max_commit_tag = 255;
 inline constexpr std::uint64_t version_of(std::uint64_t w) noexcept {
-  return w >> 1;
+  return w >> version_shift;
 }
-inline constexpr std::uint64_t unlocked_word(std::uint64_t version) noexcept {
-  return version << 1;
+inline constexpr std::uint64_t unlocked_word(std::uint64_t version, std::uint64_t tag) noexcept {
+  return version << version_shift | tag << 1;
 }
 inline constexpr std::uint64_t locked_word(std::uint64_t owner) noexcept {
   return (owner << 1) | stripe_locked;

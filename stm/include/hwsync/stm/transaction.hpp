@@ -415,6 +415,15 @@ class transaction {
     }
   }
 
+  // Whether an unlocked stripe word is newer than the snapshot: a version
+  // above rv, except the word this thread's own commits leave at rv + 1
+  // (stripe_table.hpp; docs/stm.md, "The clock"). Untagged (commit_tag_ 0),
+  // the exception is a locked word, which no unlocked word equals.
+  [[gnu::always_inline]] bool newer(std::uint64_t unlocked) const noexcept {
+    return detail::version_of(unlocked) > rv_ &&
+           unlocked != (detail::unlocked_word(rv_ + 1, commit_tag_) | (commit_tag_ == 0));
+  }
+
   static std::uint64_t filter_bit(const void* tv) noexcept {
     return std::uint64_t{1} << ((reinterpret_cast<std::uintptr_t>(tv) >> 3) & 63);
   }
@@ -454,7 +463,7 @@ class transaction {
       // seq_cst (a plain load on x86): the clock argument orders this load
       // after the clock operation that gave rv (docs/stm.md, "The clock").
       const std::uint64_t w1 = s.load(std::memory_order_seq_cst);
-      if (!detail::is_locked(w1) && detail::version_of(w1) <= rv_) [[likely]] {
+      if (!detail::is_locked(w1) && !newer(w1)) [[likely]] {
         // acquire: the stripe re-load below cannot move above these loads.
         for (std::uint32_t i = 0; i < n; ++i) out[i] = src[i].load(std::memory_order_acquire);
         if (s.load(std::memory_order_relaxed) == w1) [[likely]] {
@@ -502,7 +511,7 @@ class transaction {
                                                  const std::atomic<std::uint64_t>& src,
                                                  std::uint64_t& value) const noexcept {
     const std::uint64_t w1 = s.load(std::memory_order_seq_cst);
-    if (detail::is_locked(w1) || detail::version_of(w1) > rv_) return false;
+    if (detail::is_locked(w1) || newer(w1)) return false;
     value = src.load(std::memory_order_acquire);
     return s.load(std::memory_order_relaxed) == w1;
   }
@@ -644,6 +653,9 @@ class transaction {
   std::size_t unlogged_reads_ = 0;
   detail::site_profile* profile_ = nullptr;
   std::uint64_t owner_id_;
+  // This descriptor's commit tag (stripe_table.hpp): 1..255, unique among
+  // live descriptors, or 0 (untagged) when all were taken at registration.
+  std::uint64_t commit_tag_ = 0;
   std::uint64_t rng_;
 
   detail::log_buffer<std::uint32_t> read_set_;
