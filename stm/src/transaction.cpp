@@ -91,6 +91,12 @@ transaction::transaction()
   arena_.reserve(64);
   undo_words_.reserve(64);
   commit_tag_ = detail::register_descriptor(this);
+  own_word_low_bits_ = commit_tag_ != 0 ? commit_tag_ << 1 : detail::stripe_locked;
+  set_snapshot(0);
+  // Set once, by the first registration (runtime.cpp), which happened
+  // before ours under the registry's mutex: a copy in the descriptor's own
+  // line spares every commit a load from the runtime's shared lines.
+  asymmetric_fence_ = runtime.asymmetric_fence.load(std::memory_order_relaxed);
 }
 
 transaction::~transaction() {
@@ -258,7 +264,7 @@ void transaction::extend(std::uint64_t seen) {
   if (mode_ == mode::read_only) {
     // Nothing logged: only an attempt that has read nothing yet can move.
     if (unlogged_reads_ == 0) {
-      rv_ = detail::advance_clock(seen);
+      set_snapshot(detail::advance_clock(seen));
       return;
     }
     // Under GV5 a version above rv is often a commit that ended before this
@@ -275,7 +281,7 @@ void transaction::extend(std::uint64_t seen) {
   // committer loads the clock after this CAS or load; docs/stm.md).
   const std::uint64_t now = detail::advance_clock(seen);
   if (!validate_reads()) abort(&statistics::aborts_validation);
-  rv_ = now;
+  set_snapshot(now);
   count(&statistics::extensions);
 }
 
@@ -323,24 +329,24 @@ bool transaction::validate_reads() const noexcept {
 
 // ---- writes ----
 
-void transaction::write_words_logged(const void* tv, std::atomic<std::uint64_t>* dst,
-                                     std::uint32_t n, const std::uint64_t* src) {
+void transaction::write_word_logged(const void* tv, std::uint64_t value) {
   if (mode_ == mode::read_only) upgrade();
   if (detail::write_entry* e = find_write(tv, floor_)) {
-    if (n == 1) {
-      e->value = src[0];
-    } else {
-      std::memcpy(arena_.data() + e->offset, src, n * sizeof(std::uint64_t));
-    }
+    e->value = value;
     return;
   }
-  if (n == 1) {
-    writes_.push_back({tv, dst, nullptr, detail::stripe_index(tv), 0, 1, src[0]});
-  } else {
-    writes_.push_back({tv, dst, nullptr, detail::stripe_index(tv),
-                       static_cast<std::uint32_t>(arena_.size()), n, 0});
-    arena_.append(src, n);
+  writes_.push_back({tv, value, nullptr, 0, 1});
+  filter_ |= filter_bit(tv);
+}
+
+void transaction::write_words_logged(const void* tv, std::uint32_t n, const std::uint64_t* src) {
+  if (mode_ == mode::read_only) upgrade();
+  if (detail::write_entry* e = find_write(tv, floor_)) {
+    std::memcpy(arena_.data() + e->offset, src, n * sizeof(std::uint64_t));
+    return;
   }
+  writes_.push_back({tv, 0, nullptr, arena_.size(), n});
+  arena_.append(src, n);
   filter_ |= filter_bit(tv);
 }
 
@@ -350,7 +356,7 @@ void transaction::write_pointer(const void* tv, void (*load)(const void*, void*)
   if (mode_ == mode::single_thread) {
     std::shared_ptr<const void> old;
     load(tv, &old);
-    writes_.push_back({tv, nullptr, store, 0, static_cast<std::uint32_t>(pointers_.size()), 0, 0});
+    writes_.push_back({tv, 0, store, static_cast<std::uint32_t>(pointers_.size()), 0});
     pointers_.push_back(std::move(old));
     store(tv, p);
     attention_ |= rare_work;  // the commit clears writes_ and pointers_
@@ -361,8 +367,7 @@ void transaction::write_pointer(const void* tv, void (*load)(const void*, void*)
     pointers_[e->offset] = std::move(p);
     return;
   }
-  writes_.push_back({tv, nullptr, store, detail::stripe_index(tv),
-                     static_cast<std::uint32_t>(pointers_.size()), 0, 0});
+  writes_.push_back({tv, 0, store, static_cast<std::uint32_t>(pointers_.size()), 0});
   pointers_.push_back(std::move(p));
   filter_ |= filter_bit(tv);
 }
@@ -402,7 +407,8 @@ bool transaction::lock_write_set(bool wait) {
   locked_newer_ = false;
   const std::uint64_t spin_limit = tuning_.locked_spin_ticks;
   for (const detail::write_entry& e : writes_) {
-    std::atomic<std::uint64_t>& s = stripes[e.stripe];
+    const std::uint32_t idx = e.stripe();
+    std::atomic<std::uint64_t>& s = stripes[idx];
     std::uint64_t locked_since = 0;
     for (;;) {
       std::uint64_t w = s.load(std::memory_order_relaxed);
@@ -430,7 +436,7 @@ bool transaction::lock_write_set(bool wait) {
       }
       // seq_cst: the Dekker pair with the serial gate (enter_serial).
       if (s.compare_exchange_weak(w, mine, std::memory_order_seq_cst, std::memory_order_relaxed)) {
-        locks_.push_back({e.stripe, w});
+        locks_.push_back({idx, w});
         locked_newer_ |= newer(w);
         break;
       }
@@ -449,10 +455,10 @@ void transaction::write_back() noexcept {
   // stripe locked when it re-reads it (the seqlock argument, docs/stm.md).
   for (const detail::write_entry& e : writes_) {
     if (e.count == 1) {
-      e.words[0].store(e.value, std::memory_order_release);
-    } else if (e.words != nullptr) {
+      e.words()[0].store(e.value, std::memory_order_release);
+    } else if (e.count != 0) {
       for (std::uint32_t k = 0; k < e.count; ++k)
-        e.words[k].store(arena_[e.offset + k], std::memory_order_release);
+        e.words()[k].store(arena_[e.offset + k], std::memory_order_release);
     } else {
       e.store_pointer(e.tvar, pointers_[e.offset]);
     }
@@ -471,7 +477,7 @@ std::uint64_t transaction::take_commit_version() noexcept {
   // Published before the read set is validated: quiesce() (an asymmetric
   // fence, see runtime.cpp) either sees it or runs before the validation,
   // which then sees the privatizing commit and fails.
-  if (runtime.asymmetric_fence.load(std::memory_order_relaxed)) {
+  if (asymmetric_fence_) {
     commit_state_.store(std::numeric_limits<std::uint64_t>::max(), std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);  // membarrier does the rest
   } else {
@@ -541,14 +547,14 @@ void transaction::commit_general() {
       finish_write_back();
       // The next logged attempt's snapshot: the clock value loaded above (a
       // value the clock had), not wv, which the clock may never reach.
-      rv_ = wv - 1;
+      set_snapshot(wv - 1);
       // A long transaction advances the clock past its own commit: its
       // readers are likely long too (a traversal of the same structure),
       // and each would otherwise pay an extension over its whole read set,
       // or a read-only rerun, for a version the clock has not reached. Next
       // to validating this many reads, one CAS is small; short
       // transactions (the bank, a hash bucket) leave the clock alone.
-      if (read_set_.size() >= advance_after_reads) rv_ = detail::advance_clock(wv);
+      if (read_set_.size() >= advance_after_reads) set_snapshot(detail::advance_clock(wv));
       count(&statistics::update_commits);
       committed();
       return;
@@ -571,11 +577,13 @@ inline bool transaction::commit_small() {
   const detail::write_entry& a = writes_[0];
   const detail::write_entry& b = writes_[writes_.size() - 1];  // a again for one entry
   // count is 0 for a shared_ptr entry and the word count otherwise: 1 means
-  // a word tvar (words is not null).
+  // a word tvar (its words are at its address).
   if (a.count != 1 || b.count != 1) return false;
   const std::uint64_t mine = detail::locked_word(owner_id_);
-  std::atomic<std::uint64_t>& sa = stripes[a.stripe];
-  std::atomic<std::uint64_t>& sb = stripes[b.stripe];
+  const std::uint32_t stripe_a = a.stripe();
+  const std::uint32_t stripe_b = b.stripe();
+  std::atomic<std::uint64_t>& sa = stripes[stripe_a];
+  std::atomic<std::uint64_t>& sb = stripes[stripe_b];
   const bool two_stripes = &sb != &sa;
   std::uint64_t wa = sa.load(std::memory_order_relaxed);
   if (detail::is_locked(wa) || newer(wa)) return false;
@@ -603,22 +611,23 @@ inline bool transaction::commit_small() {
     if (w != mine && (detail::is_locked(w) || newer(w))) [[unlikely]]
       abort_commit_small(wa, wb, true, &statistics::aborts_validation);
   }
+  const std::uint64_t unlocked = detail::unlocked_word(wv, commit_tag_);
   // Release stores: the seqlock argument, as in write_back(). In this
   // order: after an or_else, b may be a newer entry for the same tvar.
-  a.words[0].store(a.value, std::memory_order_release);
-  b.words[0].store(b.value, std::memory_order_release);
+  a.words()[0].store(a.value, std::memory_order_release);
+  b.words()[0].store(b.value, std::memory_order_release);
   // One store per stripe held: once unlocked, a stripe may be locked by
   // another committer at once, and a second unlock store to it would
   // release that committer's lock (lost updates under the tsan preset:
   // OneStripeCommitUnlockedTwiceAndReleasedAnotherCommittersLock).
-  sa.store(detail::unlocked_word(wv, commit_tag_), std::memory_order_release);
-  detail::after_stripe_unlock(a.stripe);
+  sa.store(unlocked, std::memory_order_release);
+  detail::after_stripe_unlock(stripe_a);
   if (two_stripes) {
-    sb.store(detail::unlocked_word(wv, commit_tag_), std::memory_order_release);
-    detail::after_stripe_unlock(b.stripe);
+    sb.store(unlocked, std::memory_order_release);
+    detail::after_stripe_unlock(stripe_b);
   }
   commit_state_.store(0, std::memory_order_release);  // finish_write_back(), its first half
-  rv_ = wv - 1;                                       // as in commit_general()
+  set_snapshot(wv - 1);                               // as in commit_general()
   count(&statistics::update_commits);
   // What needs a call goes out of line, behind one branch: waking retry
   // waiters, advancing the clock after a long read set (as in
@@ -632,7 +641,7 @@ inline bool transaction::commit_small() {
 
 bool transaction::finish_commit_small(std::uint64_t wv) {
   if (wake_after_unlock_) wake_retry_waiters();
-  if (read_set_.size() >= advance_after_reads) rv_ = detail::advance_clock(wv);
+  if (read_set_.size() >= advance_after_reads) set_snapshot(detail::advance_clock(wv));
   if (!on_abort_.empty()) on_abort_.clear();
   committed_small();
   return true;
@@ -654,8 +663,10 @@ void transaction::abort_commit_small(std::uint64_t wa, std::uint64_t wb, bool ve
                                      std::uint64_t statistics::*cause) {
   const detail::write_entry& a = writes_[0];
   const detail::write_entry& b = writes_[writes_.size() - 1];
-  stripes[a.stripe].store(wa, std::memory_order_release);
-  if (b.stripe != a.stripe) stripes[b.stripe].store(wb, std::memory_order_release);
+  const std::uint32_t sa = a.stripe();
+  const std::uint32_t sb = b.stripe();
+  stripes[sa].store(wa, std::memory_order_release);
+  if (sb != sa) stripes[sb].store(wb, std::memory_order_release);
   if (version_taken) commit_state_.store(0, std::memory_order_release);
   abort(cause);
 }
@@ -676,7 +687,7 @@ void transaction::wake_retry_waiters() {
   for (detail::waiter* w : detail::waiters()) {
     if (w->woken.load(std::memory_order_relaxed) != 0) continue;
     for (const detail::write_entry& e : writes_) {
-      if (std::binary_search(w->stripes, w->stripes + w->stripe_count, e.stripe)) {
+      if (std::binary_search(w->stripes, w->stripes + w->stripe_count, e.stripe())) {
         w->woken.store(1, std::memory_order_release);
         futex::wake_one(w->woken);
         break;
@@ -837,7 +848,7 @@ void transaction::enter_serial() {
   detail::serial_mutex().lock();
   // seq_cst: the Dekker pair with lock_write_set's CAS and commit's gate load.
   runtime.serial_gate.fetch_or(detail::gate_serial, std::memory_order_seq_cst);
-  rv_ = runtime.clock.load(std::memory_order_seq_cst);
+  set_snapshot(runtime.clock.load(std::memory_order_seq_cst));
   mode_ = mode::serial;
 }
 
@@ -881,7 +892,7 @@ void transaction::commit_hardware() {
   // word joins the read set, so a software committer locking it aborts us),
   // then values, clock and versions change in one atomic step.
   for (const detail::write_entry& e : writes_)
-    if (detail::is_locked(stripes[e.stripe].load(std::memory_order_relaxed)))
+    if (detail::is_locked(stripes[e.stripe()].load(std::memory_order_relaxed)))
       htm::transaction::abort(detail::code_locked);
   if (!writes_.empty()) {
     // GV5 as in software: the clock is read (it joins the read set: a
@@ -891,7 +902,7 @@ void transaction::commit_hardware() {
     const std::uint64_t wv = runtime.clock.load(std::memory_order_relaxed) + 1;
     write_back();
     for (const detail::write_entry& e : writes_)
-      stripes[e.stripe].store(detail::unlocked_word(wv, 0), std::memory_order_relaxed);
+      stripes[e.stripe()].store(detail::unlocked_word(wv, 0), std::memory_order_relaxed);
   }
   htm::transaction::commit();
   mode_ = mode::logged;

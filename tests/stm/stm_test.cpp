@@ -460,6 +460,78 @@ TEST(Stm, DisjointWritersTakeTheirOwnCommitsWithoutExtending) {
   EXPECT_EQ(total, 100L * 2 * per_thread);
 }
 
+// newer() compares a stripe word with own_word_, which the descriptor
+// computes whenever its snapshot moves. For a descriptor beyond the 255th
+// live one (untagged) that word carries the lock bit, so no unlocked word
+// matches it: its own last commit is a version above its snapshot like any
+// other, and reading it extends. Pins both kinds: of 300 live descriptors,
+// the tagged ones read their own last commit without extending, the
+// untagged ones (at least 300 - 255) extend exactly once.
+TEST(Stm, UntaggedDescriptorsExtendOverTheirOwnCommits) {
+  hwsync::test::watchdog dog("UntaggedDescriptorsExtendOverTheirOwnCommits", 120s);
+  constexpr int threads = 300;
+  stm::tuning software_only;
+  software_only.hardware_attempts = 0;  // the counts below are the software path's
+  tuning_scope ts(software_only);
+  std::vector<std::unique_ptr<stm::tvar<long>>> x, y;
+  for (int i = 0; i < threads; ++i) {
+    x.push_back(std::make_unique<stm::tvar<long>>(0));
+    y.push_back(std::make_unique<stm::tvar<long>>(0));
+  }
+  // One call site for both steps: its profile says "writes" from the first
+  // step on, so the measured step runs logged from its first attempt.
+  auto step = [&](int i, bool read_own) {
+    stm::atomically([&](stm::transaction& tx) {
+      if (read_own) {
+        tx.write(*y[i], tx.read(*x[i]));
+      } else {
+        tx.write(*x[i], i + 1);
+      }
+    });
+  };
+  std::latch registered(threads + 1), finished(threads + 1);
+  std::atomic<int> turn{-1};
+  std::vector<std::uint64_t> extensions(threads, ~std::uint64_t{0});
+  std::vector<std::uint64_t> aborts(threads, ~std::uint64_t{0});
+  std::vector<std::thread> team;
+  for (int i = 0; i < threads; ++i) {
+    team.emplace_back([&, i] {
+      step(i, false);  // registers the descriptor (and takes a tag if one is free)
+      registered.arrive_and_wait();
+      // One at a time: nothing else moves the clock or the counters.
+      for (int t = turn.load(); t != i; t = turn.load()) turn.wait(t);
+      step(i, false);
+      const auto before = stm::process_statistics();
+      step(i, true);
+      const auto d = stm::process_statistics() - before;
+      extensions[static_cast<std::size_t>(i)] = d.extensions;
+      aborts[static_cast<std::size_t>(i)] = d.aborts();
+      turn.store(i + 1);
+      turn.notify_all();
+      finished.arrive_and_wait();  // every descriptor stays live (and keeps its tag)
+    });
+  }
+  registered.arrive_and_wait();
+  turn.store(0);
+  turn.notify_all();
+  finished.arrive_and_wait();
+  for (auto& t : team) t.join();
+  int tagged = 0, untagged = 0;
+  for (int i = 0; i < threads; ++i) {
+    EXPECT_EQ(aborts[static_cast<std::size_t>(i)], 0u) << "thread " << i;
+    if (extensions[static_cast<std::size_t>(i)] == 0) {
+      ++tagged;
+    } else {
+      EXPECT_EQ(extensions[static_cast<std::size_t>(i)], 1u) << "thread " << i;
+      ++untagged;
+    }
+    EXPECT_EQ(y[static_cast<std::size_t>(i)]->unsafe_load(), i + 1);
+  }
+  EXPECT_GE(untagged, threads - static_cast<int>(stm::detail::max_commit_tag));
+  EXPECT_LE(tagged, static_cast<int>(stm::detail::max_commit_tag));
+  EXPECT_GE(tagged, 1);
+}
+
 // A retry in the single-thread mode leaves it (nobody else could wake the
 // thread otherwise) and parks until a thread that registers later commits.
 TEST(Stm, RetryFromTheSingleThreadModeIsWokenByANewThread) {

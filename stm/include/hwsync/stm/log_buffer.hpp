@@ -42,6 +42,9 @@ class log_buffer {
   bool has_room() const noexcept { return size_ != capacity_; }
   std::uint32_t room() const noexcept { return capacity_ - size_; }
   void push_back_unchecked(const T& v) noexcept { data_[size_++] = v; }
+  // The same, for a caller that fills the new last entry itself: it stores
+  // only the fields that kind of entry reads (the redo log's word entries).
+  T& append_unchecked_unfilled() noexcept { return data_[size_++]; }
   void append_unchecked(const T* v, std::uint32_t n) noexcept {
     for (std::uint32_t i = 0; i < n; ++i) data_[size_ + i] = v[i];
     size_ += n;

@@ -65,6 +65,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -127,17 +128,27 @@ struct site_profile {
   std::atomic<bool> writes{false};
 };
 
-// One redo-log entry. A word tvar's new value sits in the entry itself
-// (the common case costs no arena word); a larger tvar's words in arena_.
+// One redo-log entry, 32 bytes. A word tvar's entry is three stores on
+// the write path (tvar, value, and offset with count in one word): its
+// words are the tvar's own address (tvar<T>::words_ is its first and only
+// member, checked in transaction::write()) and its stripe is computed at
+// commit from that address, as every read computes it. A larger tvar's
+// words sit in arena_; a shared_ptr tvar's value in pointers_.
 struct write_entry {
   const void* tvar;
-  std::atomic<std::uint64_t>* words;  // null for a shared_ptr tvar
+  std::uint64_t value;  // the new value when count is 1; else not written
+  // count 0 only (a shared_ptr tvar); else not written.
   void (*store_pointer)(const void*, const std::shared_ptr<const void>&);
-  std::uint32_t stripe;
   std::uint32_t offset;  // into arena_ (count > 1) or pointers_ (shared_ptr); else 0
   std::uint32_t count;   // words: 0 for a shared_ptr tvar
-  std::uint64_t value;   // the new value when count is 1
+
+  // Not for a shared_ptr tvar (count 0).
+  std::atomic<std::uint64_t>* words() const noexcept {
+    return static_cast<std::atomic<std::uint64_t>*>(const_cast<void*>(tvar));
+  }
+  std::uint32_t stripe() const noexcept { return stripe_index(tvar); }
 };
+static_assert(sizeof(write_entry) == 32);
 
 enum class abandon_cause : std::uint8_t { retry, abort, exception };
 
@@ -231,9 +242,16 @@ class transaction {
       }
       return;
     }
+    // The redo entry names the tvar by its address and writes back through
+    // the same address (write_entry::words()).
+    static_assert(offsetof(tvar<T>, words_) == 0, "a tvar's words are at its address");
     std::uint64_t buf[n];
     tvar<T>::to_words(x, buf);
-    write_words(&v, v.words_, n, buf);
+    if constexpr (n == 1) {
+      write_word(&v, buf[0]);
+    } else {
+      write_words(&v, n, buf);
+    }
   }
 
   template <class T>
@@ -366,7 +384,7 @@ class transaction {
         hardware_backend_active()) [[unlikely]]
       return true;  // atomically() runs begin_hardware()
     // begin() for a first attempt: no abort yet, nothing forces a log.
-    if (profile_->writes.load(std::memory_order_relaxed)) {
+    if (profile.writes.load(std::memory_order_relaxed)) {
       mode_ = detail::mode::logged;
       return false;
     }
@@ -376,7 +394,7 @@ class transaction {
   // A read-only attempt cannot extend after its first read: a fresh rv.
   void begin_read_only() noexcept {
     mode_ = detail::mode::read_only;
-    rv_ = detail::runtime.clock.load(std::memory_order_seq_cst);
+    set_snapshot(detail::runtime.clock.load(std::memory_order_seq_cst));
   }
   // set_tuning() takes effect at the next attempt: start() checks the
   // epoch where the copy matters, and so do after_abort() and
@@ -417,11 +435,14 @@ class transaction {
 
   // Whether an unlocked stripe word is newer than the snapshot: a version
   // above rv, except the word this thread's own commits leave at rv + 1
-  // (stripe_table.hpp; docs/stm.md, "The clock"). Untagged (commit_tag_ 0),
-  // the exception is a locked word, which no unlocked word equals.
+  // (own_word_; stripe_table.hpp; docs/stm.md, "The clock").
   [[gnu::always_inline]] bool newer(std::uint64_t unlocked) const noexcept {
-    return detail::version_of(unlocked) > rv_ &&
-           unlocked != (detail::unlocked_word(rv_ + 1, commit_tag_) | (commit_tag_ == 0));
+    return detail::version_of(unlocked) > rv_ && unlocked != own_word_;
+  }
+  // Every change of rv goes through here, so that own_word_ follows it.
+  void set_snapshot(std::uint64_t rv) noexcept {
+    rv_ = rv;
+    own_word_ = detail::unlocked_word(rv + 1, 0) | own_word_low_bits_;
   }
 
   static std::uint64_t filter_bit(const void* tv) noexcept {
@@ -520,28 +541,41 @@ class transaction {
   // Waits for a consistent (unlocked, valid at rv) stripe around `load`.
   void read_validated(std::uint32_t idx, void (*load)(const void*, void*), const void* ctx,
                       void* out);
-  // Not in the single-thread mode (write() handles it).
-  [[gnu::always_inline]] void write_words(const void* tv, std::atomic<std::uint64_t>* dst,
-                                          std::uint32_t n, const std::uint64_t* src) {
+  // Not in the single-thread mode (write() handles it). A word tvar's
+  // value goes in a register, also to the slow path: no stack copy.
+  [[gnu::always_inline]] void write_word(const void* tv, std::uint64_t value) {
     const std::uint64_t bit = filter_bit(tv);
-    if (mode_ != detail::mode::read_only && (filter_ & bit) == 0 && writes_.has_room() &&
-        (n == 1 || arena_.room() >= n)) [[likely]] {
+    if (mode_ != detail::mode::read_only && (filter_ & bit) == 0 && writes_.has_room()) [[likely]] {
       // A tvar not written yet (the filter has no false negatives), and the
-      // logs have room: no growth, so no call in the user's function.
-      if (n == 1) {
-        writes_.push_back_unchecked({tv, dst, nullptr, detail::stripe_index(tv), 0, 1, src[0]});
-      } else {
-        writes_.push_back_unchecked(
-            {tv, dst, nullptr, detail::stripe_index(tv), arena_.size(), n, 0});
-        arena_.append_unchecked(src, n);
-      }
+      // log has room: no growth, so no call in the user's function.
+      detail::write_entry& e = writes_.append_unchecked_unfilled();
+      e.tvar = tv;
+      e.value = value;
+      e.offset = 0;
+      e.count = 1;
       filter_ |= bit;
       return;
     }
-    write_words_logged(tv, dst, n, src);
+    write_word_logged(tv, value);
   }
-  void write_words_logged(const void* tv, std::atomic<std::uint64_t>* dst, std::uint32_t n,
-                          const std::uint64_t* src);
+  // A tvar of n > 1 words; as write_word(), with the words in the arena.
+  [[gnu::always_inline]] void write_words(const void* tv, std::uint32_t n,
+                                          const std::uint64_t* src) {
+    const std::uint64_t bit = filter_bit(tv);
+    if (mode_ != detail::mode::read_only && (filter_ & bit) == 0 && writes_.has_room() &&
+        arena_.room() >= n) [[likely]] {
+      detail::write_entry& e = writes_.append_unchecked_unfilled();
+      e.tvar = tv;
+      e.offset = arena_.size();
+      e.count = n;
+      arena_.append_unchecked(src, n);
+      filter_ |= bit;
+      return;
+    }
+    write_words_logged(tv, n, src);
+  }
+  void write_word_logged(const void* tv, std::uint64_t value);
+  void write_words_logged(const void* tv, std::uint32_t n, const std::uint64_t* src);
   void run_on_commit();
   // The attempt committed: leave it, keeping only the on_commit callbacks
   // (after_commit() runs them outside any transaction).
@@ -634,6 +668,7 @@ class transaction {
   bool wake_after_unlock_ = false;
   bool locked_newer_ = false;  // a stripe this commit locked had a version above rv
   bool hardware_emulated_ = false;
+  bool asymmetric_fence_ = false;  // runtime.asymmetric_fence, fixed before registration
   // What one atomically() call accumulates over its attempts: start()
   // resets it with one store.
   struct per_call {
@@ -648,6 +683,12 @@ class transaction {
   tuning tuning_;  // refreshed when set_tuning() bumps the epoch
   std::uint64_t tuning_epoch_ = ~std::uint64_t{0};
   std::uint64_t rv_ = 0;
+  // The word this thread's own commits leave on a stripe at rv + 1
+  // (unlocked_word(rv + 1, commit_tag_)), which newer() takes as not newer.
+  // Untagged (commit_tag_ 0) it has the lock bit set: an unlocked word
+  // never equals it, and newer() only judges unlocked words.
+  std::uint64_t own_word_ = 0;
+  std::uint64_t own_word_low_bits_ = 0;  // commit_tag_ << 1, or the lock bit untagged
   std::uint64_t filter_ = 0;
   std::uint32_t floor_ = 0;
   std::size_t unlogged_reads_ = 0;
