@@ -13,7 +13,10 @@
 //                 state (opacity), even in an attempt that will abort. A
 //                 version newer than rv is not an abort by itself: the clock
 //                 is advanced to it (one CAS), the read set is revalidated
-//                 and rv moves there (extension). Writes go to a redo log;
+//                 and rv moves there (extension). The thread's own commits
+//                 at rv + 1 (their stripe words carry its commit tag) are
+//                 taken as they are: disjoint writers never extend past each
+//                 other, nor write the clock. Writes go to a redo log;
 //                 commit locks the written stripes, loads the clock c (no
 //                 increment: wv = c + 1 may be shared by concurrent
 //                 committers), revalidates the read set, writes back, and
