@@ -120,7 +120,7 @@ class tl2_floor {
     // (any clock value this thread has seen is a valid rv).
     thread_local snapshot mine;
     if (mine.generation != generation_)
-      mine = {generation_, clock_.load(std::memory_order_seq_cst)};
+      mine = {generation_, clock_.load(std::memory_order_seq_cst), new_tag()};
     std::atomic<std::uint64_t>& sf = words_[idx(from)];
     std::atomic<std::uint64_t>& st = words_[idx(to)];
     for (;;) {
@@ -130,9 +130,9 @@ class tl2_floor {
       std::uint64_t wf, wt;
       long vf, vt;
       if (!read(sf, values_[idx(from)], wf, vf)) continue;
-      if (newer(wf, mine.rv)) mine.rv = advance_clock(version(wf));
+      if (newer(wf, mine)) mine.rv = advance_clock(version(wf));
       if (!read(st, values_[idx(to)], wt, vt)) continue;
-      if (newer(wt, mine.rv)) {
+      if (newer(wt, mine)) {
         mine.rv = advance_clock(version(wt));
         if (sf.load(std::memory_order_seq_cst) != wf) continue;
       }
@@ -150,9 +150,9 @@ class tl2_floor {
       } else {
         values_[idx(from)].store(vf - amount, std::memory_order_release);
         values_[idx(to)].store(vt + amount, std::memory_order_release);
-        st.store(unlocked(wv), std::memory_order_release);
+        st.store(unlocked(wv, mine.tag), std::memory_order_release);
       }
-      sf.store(unlocked(wv), std::memory_order_release);
+      sf.store(unlocked(wv, mine.tag), std::memory_order_release);
       mine.rv = wv - 1;
       return;
     }
@@ -168,33 +168,29 @@ class tl2_floor {
   struct snapshot {
     std::uint64_t generation = 0;
     std::uint64_t rv = 0;
+    std::uint64_t tag = 0;  // tagged: 1 to 255, or 0 (untagged) after 255 snapshots
   };
   static std::size_t idx(int i) { return static_cast<std::size_t>(i); }
   static std::uint64_t version(std::uint64_t w) { return w >> 9; }
-  // The calling thread's tag: 1 to 255 for the first 255 threads to ask,
-  // then 0 (untagged: never taken as its own).
-  static std::uint64_t my_tag() {
+  // A tag for a thread's first transfer on an instance (a floor does not
+  // bother to hand tags back).
+  static std::uint64_t new_tag() {
     if constexpr (!Tagged) {
       return 0;
     } else {
       static std::atomic<std::uint64_t> next{1};
-      thread_local const std::uint64_t tag = [] {
-        const std::uint64_t t = next.fetch_add(1, std::memory_order_relaxed);
-        return t < 256 ? t : 0;
-      }();
-      return tag;
+      const std::uint64_t t = next.fetch_add(1, std::memory_order_relaxed);
+      return t < 256 ? t : 0;
     }
   }
-  static std::uint64_t unlocked(std::uint64_t version) { return version << 9 | my_tag() << 1; }
+  static std::uint64_t unlocked(std::uint64_t version, std::uint64_t tag) {
+    return version << 9 | tag << 1;
+  }
   // Whether a read's word needs an extension: a version above rv, except,
   // tagged, this thread's own commit at rv + 1.
-  static bool newer(std::uint64_t w, std::uint64_t rv) {
-    if (version(w) <= rv) return false;
-    if constexpr (Tagged) {
-      const std::uint64_t tag = my_tag();
-      if (tag != 0 && w == ((rv + 1) << 9 | tag << 1)) return false;
-    }
-    return true;
+  static bool newer(std::uint64_t w, const snapshot& mine) {
+    if (version(w) <= mine.rv) return false;
+    return !(Tagged && mine.tag != 0 && w == unlocked(mine.rv + 1, mine.tag));
   }
 
   // A consistent (unlocked, unchanged around the value) read; false after
